@@ -1,0 +1,1 @@
+"""Built-in "scenes" detection data: Fashion-MNIST items pasted on real photos (see generator)."""
