@@ -1,0 +1,157 @@
+"""Read, merge, convert and write pipeline configs (the OD API config_util role).
+
+A pipeline config is a text-format `TrainEvalPipelineConfig` (protos/pipeline.proto), the
+same format as the TF Object Detection API's pipeline.config plus `model { mtl { ... } }`.
+Syntax errors, unknown fields and wrong value types raise ConfigError naming the file and
+line:column. Semantic checks live in mtl_ssl.config.validation (`validate`).
+"""
+import os
+import re
+
+from google.protobuf import text_format
+
+from mtl_ssl.config.errors import ConfigError
+from mtl_ssl.config import support
+from mtl_ssl.protos import pipeline_pb2
+
+PIPELINE_CONFIG_NAME = "pipeline.config"
+OVERRIDE_SOURCE = "--config_override"
+
+_NO_FIELD = re.compile(r'Message type "mtl_ssl\.protos\.(\w+)" has no field named "(\w+)"')
+
+
+def _read_text(path):
+    """Local files with open(); URLs such as gs:// through tf.io.gfile (imported lazily)."""
+    path = os.fspath(path)
+    if "://" in path:
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+        if not tf.io.gfile.exists(path):
+            raise ConfigError("pipeline config file not found", source=path)
+        with tf.io.gfile.GFile(path, "r") as f:
+            return f.read()
+    if not os.path.isfile(path):
+        raise ConfigError("pipeline config file not found", source=path)
+    with open(path, "r", encoding="utf-8") as f:
+        return f.read()
+
+
+def _hint_for_unknown_field(message):
+    """Explain unknown fields that are known to come from other config dialects."""
+    match = _NO_FIELD.search(message)
+    if not match:
+        return ""
+    key = f"{match.group(1)}.{match.group(2)}"
+    hint = support.FOREIGN_FIELD_HINTS.get(key)
+    return f" ({hint})" if hint else ""
+
+
+def merge_text(text, pipeline_config, source):
+    """text_format.Merge `text` into `pipeline_config`; ParseError -> ConfigError(source, line:col).
+
+    Merge semantics (as the OD API): a singular field set again replaces the earlier value,
+    a repeated field gets the new elements appended.
+    """
+    try:
+        text_format.Merge(text, pipeline_config)
+    except text_format.ParseError as error:
+        message = str(error)
+        line, column = error.GetLine(), error.GetColumn()
+        # str(ParseError) starts with "line:column : " when the position is known.
+        prefix = f"{line}:{column} : "
+        if line is not None and message.startswith(prefix):
+            message = message[len(prefix):]
+        raise ConfigError(
+            message + _hint_for_unknown_field(message), source=source, line=line, column=column
+        ) from error
+    return pipeline_config
+
+
+def parse_pipeline_text(text, source="<string>"):
+    """Parse a text-format pipeline config into a new TrainEvalPipelineConfig."""
+    return merge_text(text, pipeline_pb2.TrainEvalPipelineConfig(), source)
+
+
+def get_pipeline_proto_from_file(pipeline_config_path, config_override=None):
+    """Read the file and merge the optional --config_override text over it."""
+    pipeline_config = parse_pipeline_text(_read_text(pipeline_config_path), os.fspath(pipeline_config_path))
+    if config_override:
+        merge_text(config_override, pipeline_config, OVERRIDE_SOURCE)
+    return pipeline_config
+
+
+def create_configs_from_pipeline_proto(pipeline_config):
+    """TrainEvalPipelineConfig -> dict with the OD API keys.
+
+    'model', 'train_config', 'train_input_config', 'eval_config', 'eval_input_configs'
+    (list) and 'eval_input_config' (the first eval input, or None when there is none),
+    plus 'graph_rewriter_config' when the config has one. The values are the proto
+    sub-messages themselves (no copies), as in the OD API.
+    """
+    eval_input_configs = list(pipeline_config.eval_input_reader)
+    configs = {
+        "model": pipeline_config.model,
+        "train_config": pipeline_config.train_config,
+        "train_input_config": pipeline_config.train_input_reader,
+        "eval_config": pipeline_config.eval_config,
+        "eval_input_configs": eval_input_configs,
+        "eval_input_config": eval_input_configs[0] if eval_input_configs else None,
+    }
+    if pipeline_config.HasField("graph_rewriter"):
+        configs["graph_rewriter_config"] = pipeline_config.graph_rewriter
+    return configs
+
+
+def get_configs_from_pipeline_file(pipeline_config_path, config_override=None):
+    """Load a pipeline.config (plus optional text-proto override) into the OD API dict.
+
+    Raises ConfigError (a ValueError) naming the file and line:column for syntax errors,
+    unknown fields and values of the wrong type. Does not validate semantics: call
+    mtl_ssl.config.validation.validate(configs) for that.
+    """
+    return create_configs_from_pipeline_proto(
+        get_pipeline_proto_from_file(pipeline_config_path, config_override)
+    )
+
+
+def create_pipeline_proto_from_configs(configs):
+    """Inverse of create_configs_from_pipeline_proto (the OD API function of that name)."""
+    pipeline_config = pipeline_pb2.TrainEvalPipelineConfig()
+    pipeline_config.model.CopyFrom(configs["model"])
+    pipeline_config.train_config.CopyFrom(configs["train_config"])
+    pipeline_config.train_input_reader.CopyFrom(configs["train_input_config"])
+    pipeline_config.eval_config.CopyFrom(configs["eval_config"])
+    eval_inputs = configs.get("eval_input_configs")
+    if eval_inputs is None and configs.get("eval_input_config") is not None:
+        eval_inputs = [configs["eval_input_config"]]
+    pipeline_config.eval_input_reader.extend(eval_inputs or [])
+    if configs.get("graph_rewriter_config") is not None:
+        pipeline_config.graph_rewriter.CopyFrom(configs["graph_rewriter_config"])
+    return pipeline_config
+
+
+def pipeline_config_to_text(pipeline_config):
+    return text_format.MessageToString(pipeline_config)
+
+
+def save_pipeline_config(pipeline_config, directory):
+    """Write `directory`/pipeline.config (creating the directory); returns the file path.
+
+    Accepts a TrainEvalPipelineConfig or the configs dict.
+    """
+    if isinstance(pipeline_config, dict):
+        pipeline_config = create_pipeline_proto_from_configs(pipeline_config)
+    directory = os.fspath(directory)
+    path = os.path.join(directory, PIPELINE_CONFIG_NAME)
+    text = pipeline_config_to_text(pipeline_config)
+    if "://" in directory:
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+        tf.io.gfile.makedirs(directory)
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write(text)
+    else:
+        os.makedirs(directory, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    return path
