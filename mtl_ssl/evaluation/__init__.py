@@ -1,0 +1,1 @@
+"""Detection evaluators (PASCAL VOC, COCO) and their builder from eval_config.metrics_set."""

@@ -1,0 +1,1 @@
+"""SavedModel export (exporter_lib) and inference on image files with an export (inference)."""
