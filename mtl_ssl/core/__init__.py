@@ -1,0 +1,1 @@
+"""Core detection ops: boxes, anchors, box coder, matcher, sampler, losses, NMS, crops."""

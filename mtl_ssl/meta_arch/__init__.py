@@ -1,0 +1,1 @@
+"""Detection meta-architectures: the DetectionModel interface, Faster R-CNN, R-FCN."""
