@@ -267,6 +267,7 @@ class FasterRCNNMetaArch(model.DetectionModel):
         'box_classifier_features': prediction_dict['box_classifier_features'],
         'class_logits': prediction_dict['class_predictions_with_background'],
         'windows': windows,
+        'groundtruth_provided': self._state.groundtruth is not None,
         'training': training,
     }
 

@@ -129,6 +129,12 @@ class DetectionModel(tf_keras.layers.Layer, metaclass=abc.ABCMeta):
     self._state.groundtruth = gt
     self._groundtruth_changed()
 
+  def clear_groundtruth(self):
+    """Forgets the ground truth. Training and eval steps call it once their losses are built,
+    so that tensors of a traced step never leak into a later predict or export."""
+    self._state.groundtruth = None
+    self._groundtruth_changed()
+
   def groundtruth_has_field(self, key):
     gt = self._state.groundtruth
     return gt is not None and key in gt

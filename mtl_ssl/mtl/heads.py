@@ -234,11 +234,14 @@ class MTLHeads(tf_keras.layers.Layer):
                 logits = self.window_head.logits_from_features(features, training)
                 outputs['mtl_window_logits'] = self._per_image(logits, boxes)
 
-        if self.closeness_head is not None and (training or self.refiner is not None):
+        with_groundtruth = bool(training or ctx.get('groundtruth_provided'))
+        if self.closeness_head is not None and (with_groundtruth or self.refiner is not None):
             outputs['mtl_closeness_logits'] = self._closeness_logits(ctx, scale, training,
                                                                      score_maps)
 
-        if self.foreground_head is not None:
+        # The foreground head serves training and eval quality metrics only: at inference
+        # without ground truth nothing reads it, so it stays out of exported graphs.
+        if self.foreground_head is not None and with_groundtruth:
             outputs['mtl_foreground_logits'] = self.foreground_head(
                 self._cut(feature_map), self._true_extent_cells(ctx, feature_map),
                 training=training)

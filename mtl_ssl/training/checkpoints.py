@@ -56,6 +56,14 @@ def fine_tune_type(train_config):
   return kind
 
 
+def _share_second_stage_init(model, kind):
+  """mtl.share_second_stage_init: the auxiliary stage copies restart from the main stage's
+  restored weights ('full' checkpoints carry the copies themselves, so they are kept)."""
+  heads = getattr(model, 'mtl_heads', None)
+  if heads is not None and kind != 'full':
+    heads.copy_main_stage_weights(only_if_built=True)
+
+
 def restore_fine_tune_checkpoint(model, train_config):
   """Loads train_config.fine_tune_checkpoint into the (already built) model.
 
@@ -71,6 +79,7 @@ def restore_fine_tune_checkpoint(model, train_config):
   if kind == 'classification' and (source == 'imagenet' or
                                    source.lower().endswith(KERAS_WEIGHT_SUFFIXES)):
     extractor.load_classification_weights(source)
+    _share_second_stage_init(model, kind)
     logging.info('Fine-tuning from classification weights %s', source)
     return source
   path = resolve_checkpoint(source, 'train_config.fine_tune_checkpoint')
@@ -84,6 +93,7 @@ def restore_fine_tune_checkpoint(model, train_config):
   status.expect_partial()
   if kind == 'classification' and hasattr(extractor, 'propagate_main_box_classifier_weights'):
     extractor.propagate_main_box_classifier_weights()
+  _share_second_stage_init(model, kind)
   logging.info('Fine-tuning from %s (%s: %s)', path, kind, ', '.join(sorted(objects)))
   return path
 

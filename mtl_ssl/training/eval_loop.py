@@ -89,6 +89,7 @@ class CheckpointEvaluation:
     losses = {name: tf.cast(value, tf.float32) for name, value in losses.items()}
     losses['Loss/total_loss'] = total
     detections = self.model.postprocess(predictions, true_shapes)
+    self.model.clear_groundtruth()
     return losses, detections, model_io.auxiliary_statistics(predictions, labels)
 
   def restore(self, checkpoint_path):

@@ -65,7 +65,11 @@ class _Trainer:
       raise ValueError(f'train_config.batch_size {global_batch} is not divisible by the '
                        f'{replicas} replicas of the distribution strategy')
     with strategy.scope():
-      self.model = model_builder.build(configs['model'], is_training=True)
+      # the model pads ground truth to the same N as the input pipeline's batches
+      max_boxes = max(configs['train_config'].max_number_of_boxes,
+                      configs['train_input_config'].max_number_of_boxes)
+      self.model = model_builder.build(configs['model'], is_training=True,
+                                       max_num_groundtruth_boxes=max_boxes)
       self.optimizer, self.learning_rate = optimizer_builder.build(self.train_config.optimizer)
 
     def dataset_fn(input_context):
@@ -87,9 +91,11 @@ class _Trainer:
     model_io.provide_groundtruth(self.model, labels)
     predictions = self.model.predict(features[fields.image], features[fields.true_image_shape],
                                      training=True)
-    return model_io.losses_with_total(self.model, predictions,
-                                      features[fields.true_image_shape],
-                                      self.train_config.add_regularization_loss)
+    result = model_io.losses_with_total(self.model, predictions,
+                                        features[fields.true_image_shape],
+                                        self.train_config.add_regularization_loss)
+    self.model.clear_groundtruth()
+    return result
 
   def _build_variables(self):
     """One forward pass on a real batch (separate iterator) creates every variable: eagerly on

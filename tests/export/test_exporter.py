@@ -97,8 +97,6 @@ def test_serving_graph_runs_the_refinement_heads(exported):
   assert [n for n in names if n.startswith('ClosenessBoxPredictor')]  # global closeness
 
 
-@pytest.mark.xfail(strict=True, reason='mtl_ssl.mtl.heads.MTLHeads.predict runs the foreground '
-                   'head at inference too (it should only with training or ground truth)')
 def test_foreground_head_is_not_in_the_serving_graph(exported):
   assert not [n for n in _serving_op_names(exported) if n.startswith('EdgeMaskPredictor')]
 

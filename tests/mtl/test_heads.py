@@ -131,7 +131,9 @@ class Setup:
                'image_shape': [int(feature_map.shape[0]), 96, 128, 3],
                'proposal_boxes_normalized': self.proposals, 'num_proposals': self.num_proposals,
                'class_logits': self.main_logits, 'training': training,
-               'windows': self.windows if with_windows else None}
+               'windows': self.windows if with_windows else None,
+               # the detector sets this when ground truth was provided (training or eval)
+               'groundtruth_provided': with_windows}
         if self.meta_arch == 'rfcn':
             ctx['proposal_crops'] = None
             ctx['box_classifier_features'] = self.main(feature_map)
@@ -178,6 +180,7 @@ def test_output_shapes_training_and_inference(meta_arch):
     assert out['mtl_refined_class_logits'].shape == (2, 5, OUT)
     inference = setup.heads.predict(setup.context(training=False, with_windows=False))
     assert 'mtl_window_logits' not in inference
+    assert 'mtl_foreground_logits' not in inference  # no ground truth: nothing reads it
     assert inference['mtl_refined_class_logits'].shape == (2, 5, OUT)
     for value in list(out.values()) + list(inference.values()):
         assert np.isfinite(value.numpy()).all()
