@@ -275,6 +275,7 @@ def _main_metric(metrics):
 def evaluate(run):
   """mAP of the run's latest checkpoint on the test split (reuses metrics_<step>.json)."""
   from mtl_ssl.config import validation  # pylint: disable=import-outside-toplevel
+  from mtl_ssl.data import label_map_util  # pylint: disable=import-outside-toplevel
   from mtl_ssl.training import eval_loop  # pylint: disable=import-outside-toplevel
   metrics_path = os.path.join(run['model_dir'], 'eval', f'metrics_{run["step"]}.json')
   if os.path.isfile(metrics_path):
@@ -286,9 +287,11 @@ def evaluate(run):
     evaluation = eval_loop.CheckpointEvaluation(configs, run['model_dir'])
     metrics = evaluation.evaluate_checkpoint(run['checkpoint'])
   key, value = _main_metric(metrics)
+  label_map = run['configs']['eval_input_configs'][0].label_map_path
+  names = [c['name'] for c in label_map_util.create_categories_from_labelmap(label_map)]
   run.update(metric=key, mAP=_rounded(value), metrics_json=metrics_path,
-             per_class_AP={k[len(PASCAL_CLASS_AP):]: _rounded(v) for k, v in metrics.items()
-                           if k.startswith(PASCAL_CLASS_AP)},
+             per_class_AP={name: _rounded(metrics[PASCAL_CLASS_AP + name]) for name in names
+                           if PASCAL_CLASS_AP + name in metrics},
              mtl_metrics={k: _rounded(v) for k, v in metrics.items() if k.startswith('MTL/')})
   print(f'{run["name"]}: {key} = {run["mAP"]} at step {run["step"]}')
 

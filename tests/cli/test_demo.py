@@ -163,3 +163,24 @@ def test_rerun_reuses_the_data_and_resumes_training(first_run, capsys):
   out = capsys.readouterr().out
   assert 'resuming from step 2 of 3' in out
   assert f'tensorboard --logdir {workdir}' in out
+  # once more: nothing to train, the evaluation and the export are reused
+  assert demo.main(['--workdir', workdir, '--num_steps', '3'] + TINY_ARGS) == 0
+  with open(os.path.join(workdir, 'report.json'), encoding='utf-8') as f:
+    (again,) = json.load(f)['runs']
+  out = capsys.readouterr().out
+  assert 'already trained to step 3' in out and 'reusing the export' in out
+  assert again['steps_trained'] == 0 and again['mAP'] == run['mAP']
+  assert list(again['per_class_AP']) == CLASS_NAMES  # label-map order, also when read back
+
+
+def test_training_stopped_early_skips_the_later_stages(tmp_path, monkeypatch, capsys):
+  """SIGTERM makes the train loop save and return before num_steps: the demo must stop there
+  (exit 143) rather than evaluate and export a half-trained model."""
+  from mtl_ssl.training import train_loop  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(train_loop, 'train_loop', lambda *args, **kwargs: [])
+  argv = ['--workdir', str(tmp_path), '--num_steps', '2', '--num_train_images', '2',
+          '--num_test_images', '1']
+  assert demo.main(argv) == 143
+  assert 'training stopped at step 0 of 2' in capsys.readouterr().err
+  assert not os.path.exists(tmp_path / 'report.json')
+  assert not os.path.exists(tmp_path / 'exported')
