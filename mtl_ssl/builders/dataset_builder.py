@@ -15,6 +15,8 @@ from mtl_ssl.data import augmentation
 from mtl_ssl.data import input_report
 from mtl_ssl.data import inputs
 from mtl_ssl.data import label_map_util
+from mtl_ssl.data import resizers
+from mtl_ssl.data.fields import InputDataFields as F
 from mtl_ssl.data import tf_example_decoder as dec
 
 _LOG = logging.getLogger(__name__)
@@ -131,6 +133,35 @@ def max_number_of_boxes(input_reader_config, train_config=None):
   return int(input_reader_config.max_number_of_boxes)
 
 
+_IMAGE_KEYS = (F.image, F.original_image)
+
+
+def _pad_to_multiple(features, labels):
+  """Pads the batch's images (bottom/right, zeros) up to a multiple of PAD_MULTIPLE."""
+  features = dict(features)
+  for key in _IMAGE_KEYS:
+    if key in features:
+      image = features[key]
+      size = tf.shape(image)[1:3]
+      target = -(-size // resizers.PAD_MULTIPLE) * resizers.PAD_MULTIPLE
+      features[key] = tf.pad(image, [[0, 0], [0, target[0] - size[0]],
+                                     [0, target[1] - size[1]], [0, 0]])
+  return features, labels
+
+
+def batch_images(dataset, batch_size, drop_remainder, variable_size):
+  """Batches (features, labels). Images of a variable-size resizer (keep aspect ratio without
+  pad_to_max_dimension) are not padded at batch 1, as the original trained: no wasted pixels; a
+  larger batch is padded to its largest image, rounded up to resizers.PAD_MULTIPLE. Boxes stay
+  normalized w.r.t. each true image (true_image_shape), so padding never moves them."""
+  if not variable_size:
+    return dataset.batch(batch_size, drop_remainder=drop_remainder)
+  if batch_size == 1:
+    return dataset.batch(1, drop_remainder=drop_remainder)
+  dataset = dataset.padded_batch(batch_size, drop_remainder=drop_remainder)
+  return dataset.map(_pad_to_multiple, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def build(input_reader_config, batch_size, *, model_config, train_config=None, is_training,
           model_preprocess_fn=None, retain_original_image=False, input_context=None, seed=None):
   """tf.data.Dataset of (features, labels) batches; keys and shapes of docs/architecture.md s.2.
@@ -183,7 +214,8 @@ def build(input_reader_config, batch_size, *, model_config, train_config=None, i
   dataset = dataset.map(transform_element, num_parallel_calls=parallel, deterministic=True)
   dataset = input_report.report_dropped_boxes(dataset, inputs.STAT_KEYS)
   drop_remainder = bool(input_reader_config.drop_remainder) if is_training else False
-  dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+  dataset = batch_images(dataset, batch_size, drop_remainder,
+                         resizers.padded_shape(image_resizer_config) is None)
   prefetch = input_reader_config.num_prefetch_batches
   if prefetch != 0:
     dataset = dataset.prefetch(tf.data.AUTOTUNE if prefetch < 0 else prefetch)

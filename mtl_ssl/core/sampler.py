@@ -42,8 +42,13 @@ def balanced_sample(candidate_mask, positive_mask, sample_size,
   pos = candidate_mask & tf.cast(positive_mask, tf.bool)
   neg = candidate_mask & tf.logical_not(pos)
   num_items = candidate_mask.shape[1]
-  if num_items is None:
-    raise ValueError('balanced_sample needs a static number of items')
+  dynamic_items = None
+  if num_items is None:  # e.g. the anchors of an unpadded image: size known only at run time
+    # pad with non-candidates up to >= sample_size columns, so every top_k below is valid
+    dynamic_items = tf.shape(candidate_mask)[1]
+    extra = [[0, 0], [0, tf.maximum(sample_size - dynamic_items, 0)]]
+    pos, neg = tf.pad(pos, extra), tf.pad(neg, extra)
+    num_items = sample_size
   max_pos = int(sample_size * positive_fraction)
   num_pos = tf.minimum(tf.reduce_sum(tf.cast(pos, tf.int32), 1), max_pos)
   num_neg = tf.minimum(tf.reduce_sum(tf.cast(neg, tf.int32), 1),
@@ -69,8 +74,10 @@ def balanced_sample(candidate_mask, positive_mask, sample_size,
   indices = tf.gather(cand, order, batch_dims=1)
   valid = tf.range(sample_size)[tf.newaxis] < (num_pos + num_neg)[:, tf.newaxis]
   indices = tf.where(valid, indices, indices[:, :1])
-  indicator = indicator_from_indices(indices, valid, num_items)
-  return indices, valid, indicator
+  if dynamic_items is None:
+    return indices, valid, indicator_from_indices(indices, valid, num_items)
+  indices = tf.minimum(indices, dynamic_items - 1)  # padding columns are never valid samples
+  return indices, valid, indicator_from_indices(indices, valid, dynamic_items)
 
 
 def indicator_from_indices(indices, valid, num_items):

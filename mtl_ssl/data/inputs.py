@@ -2,7 +2,8 @@
 
 Order (one tf.data map, parallel on CPU): stop on a malformed record (error naming file, record and
 key) -> drop bad boxes (counted in `stats`) -> augmentation (training) -> cap at max_number_of_boxes
--> resize -> model_preprocess_fn (normalization) -> zero-pad to the static shape -> online MTL
+-> resize -> model_preprocess_fn (normalization) -> zero-pad to the static shape, if the resizer
+has one (else batching pads, see dataset_builder.batch_images) -> online MTL
 labels from the final boxes -> pad every box field to max_number_of_boxes.
 
 The MTL labels are made here, from the boxes of the augmented and resized example, so they always
@@ -98,7 +99,7 @@ def build_transform(*, num_classes, image_resizer_config, max_number_of_boxes,
                      'map and the model\'s num_classes disagree')
   lookup = tf.constant([i in ids for i in range(num_classes + 1)], tf.bool)
   resize_fn = resizers.build(image_resizer_config, pad=False)
-  pad_h, pad_w = resizers.padded_shape(image_resizer_config)
+  static_hw = resizers.padded_shape(image_resizer_config)  # None: no padding per image
 
   def transform(decoded, seed):
     with tf.control_dependencies([_check_record(decoded)]):
@@ -121,14 +122,14 @@ def build_transform(*, num_classes, image_resizer_config, max_number_of_boxes,
     else:
       normalized = resized
     features = {
-        F.image: _pad_image(normalized, pad_h, pad_w, tf.float32),
+        F.image: _pad_image(normalized, static_hw, tf.float32),
         F.true_image_shape: true_shape,
         F.original_image_spatial_shape: decoded[dec.IMAGE_SHAPE],
         F.source_id: _source_id(decoded),
     }
     if retain_original_image:
       original = tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
-      features[F.original_image] = _pad_image(original, pad_h, pad_w, tf.uint8)
+      features[F.original_image] = _pad_image(original, static_hw, tf.uint8)
 
     padded_classes = _pad_rows(fields[dec.CLASSES], max_boxes)
     padded_boxes = _pad_rows(boxes, max_boxes)
@@ -156,9 +157,14 @@ def build_transform(*, num_classes, image_resizer_config, max_number_of_boxes,
   return transform
 
 
-def _pad_image(image, height, width, dtype):
-  padded = tf.image.pad_to_bounding_box(tf.cast(image, dtype), 0, 0, height, width)
-  padded.set_shape([height, width, 3])
+def _pad_image(image, static_hw, dtype):
+  """Zero-pads to the static (H, W); with None the image keeps its own size (batching pads)."""
+  image = tf.cast(image, dtype)
+  if static_hw is None:
+    image.set_shape([None, None, 3])
+    return image
+  padded = tf.image.pad_to_bounding_box(image, 0, 0, static_hw[0], static_hw[1])
+  padded.set_shape([static_hw[0], static_hw[1], 3])
   return padded
 
 

@@ -5,9 +5,10 @@ int32 [3]). Boxes are normalized w.r.t. the true (unpadded) image, so resizing n
 The same function serves the input pipeline and the model's `preprocess` (serving).
 
 Padding: keep_aspect_ratio_resizer with pad_to_max_dimension pads (zeros, bottom/right) to
-[max_dimension, max_dimension] as the OD API does. Batches need one static shape, so the input
-pipeline always pads to `padded_shape(config)`: [max_dimension, max_dimension] for keep-aspect (with
-or without pad_to_max_dimension), [height, width] for fixed-shape.
+[max_dimension, max_dimension] as the OD API does: fully static shapes (TPU, XLA). Without it the
+input pipeline does not pad a batch of one image (the original TF1 setting: no pixel is wasted) and
+pads a larger batch only to its largest image, rounded up to a multiple of PAD_MULTIPLE
+(`padded_shape` returns None then). fixed_shape_resizer is static [height, width].
 """
 import tensorflow as tf
 
@@ -61,10 +62,18 @@ def keep_aspect_ratio_size(height, width, min_dimension, max_dimension):
   return tf.where(tf.reduce_max(large) > max_dimension, small, large)
 
 
+# Batches of unpadded-resizer images are padded up to a multiple of this (fewer distinct shapes
+# for kernels that cache per shape; a multiple of every feature stride used here).
+PAD_MULTIPLE = 32
+
+
 def padded_shape(image_resizer_config):
-  """(H, W) every image of a batch is zero-padded to."""
+  """(H, W) every image is zero-padded to, or None when the size varies per batch
+  (keep_aspect_ratio_resizer without pad_to_max_dimension)."""
   which, config = _which(image_resizer_config)
   if which == 'keep_aspect_ratio_resizer':
+    if not config.pad_to_max_dimension:
+      return None
     return (int(config.max_dimension), int(config.max_dimension))
   return (int(config.height), int(config.width))
 

@@ -169,7 +169,7 @@ class FasterRCNNMetaArch(model.DetectionModel):
     fw = features.shape[2] if features.shape[2] is not None else feature_shape[2]
     anchors = self._anchor_generator.generate(fh, fw)
     anchors, anchor_valid = rpn.anchor_validity(
-        anchors, image_shape, training, self._clip_anchors_to_image)
+        anchors, true_image_shapes, training, self._clip_anchors_to_image)
     proposals, proposal_scores, num_proposals = rpn.generate_proposals(
         box_encodings, objectness, anchors, anchor_valid, true_image_shapes,
         self._box_coder, self._nms_score_threshold, self._nms_iou_threshold,

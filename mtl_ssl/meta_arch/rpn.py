@@ -53,17 +53,28 @@ class RPNHead(tf_keras.layers.Layer):
     return encodings, objectness, net
 
 
-def anchor_validity(anchors, image_shape, is_training, clip_anchors_to_image):
-  """(anchors, valid [A]) as the OD API treats them against the padded image
-  window: training prunes anchors not fully inside (here: marks them
-  invalid) unless clip_anchors_to_image; inference clips them."""
-  height = tf.cast(image_shape[1], tf.float32)
-  width = tf.cast(image_shape[2], tf.float32)
-  window = tf.stack([0.0, 0.0, height, width])[tf.newaxis]
+def _batched(anchors):
+  """Anchors [A, 4] (shared) or [B, A, 4] (per image) -> a rank-3 tensor."""
+  return anchors[tf.newaxis] if anchors.shape.rank == 2 else anchors
+
+
+def anchor_validity(anchors, true_image_shapes, is_training,
+                    clip_anchors_to_image):
+  """(anchors [B, A, 4], valid [B, A]) against each image's TRUE extent.
+
+  As the original TF1 code, which trained unpadded at batch 1 (its image window
+  was the true image): in training, anchors not fully inside the true image are
+  invalid, i.e. ignored by the RPN sampler (the OD API's prune_outside_window),
+  unless clip_anchors_to_image clips them instead; at inference they are
+  clipped. So anchors lying over zero padding are never counted as negatives,
+  whatever the batch's padding. (The OD API TF2 uses the padded image's window;
+  the two agree on unpadded images.)
+  """
+  window = box_ops.true_image_window(true_image_shapes)  # [B, 4]
+  per_image = tf.tile(anchors[tf.newaxis], [tf.shape(window)[0], 1, 1])
   if is_training and not clip_anchors_to_image:
-    valid = box_ops.inside_window(anchors[tf.newaxis], window)[0]
-    return anchors, valid
-  clipped = box_ops.clip_to_window(anchors[tf.newaxis], window)[0]
+    return per_image, box_ops.inside_window(per_image, window)
+  clipped = box_ops.clip_to_window(per_image, window)
   return clipped, box_ops.area(clipped) > 0.0
 
 
@@ -71,11 +82,12 @@ def generate_proposals(box_encodings, objectness, anchors, anchor_valid,
                        true_image_shapes, box_coder, score_threshold,
                        iou_threshold, max_proposals):
   """-> (boxes [B, P, 4] absolute, clipped to the true image; scores [B, P];
-  num_proposals [B]). No gradient flows into the proposals."""
-  decoded = box_coder.decode(box_encodings, anchors[tf.newaxis])
+  num_proposals [B]). No gradient flows into the proposals. anchors [B, A, 4]
+  or [A, 4], anchor_valid [B, A] or [A]."""
+  decoded = box_coder.decode(box_encodings, _batched(anchors))
   scores = tf.nn.softmax(objectness, axis=-1)[..., 1]
-  scores = tf.where(anchor_valid[tf.newaxis], scores,
-                    tf.minimum(scores, score_threshold))
+  valid = anchor_valid if anchor_valid.shape.rank == 2 else anchor_valid[tf.newaxis]
+  scores = tf.where(valid, scores, tf.minimum(scores, score_threshold))
   nms = post_processing.batch_multiclass_nms(
       decoded[:, :, tf.newaxis], scores[..., tf.newaxis],
       score_threshold=score_threshold, iou_threshold=iou_threshold,
@@ -91,7 +103,8 @@ def rpn_loss(box_encodings, objectness, anchors, anchor_valid, gt_boxes_abs,
   """-> (localization_loss, objectness_loss), unweighted scalars."""
   if localization_loss_fn is None:
     localization_loss_fn = losses.weighted_smooth_l1
-  t = targets.assign(anchors[tf.newaxis], anchor_valid[tf.newaxis],
+  valid = anchor_valid if anchor_valid.shape.rank == 2 else anchor_valid[tf.newaxis]
+  t = targets.assign(_batched(anchors), valid,
                      gt_boxes_abs, gt_valid, gt_weights, box_coder,
                      matched_threshold=0.7, unmatched_threshold=0.3,
                      force_match_for_each_row=True)

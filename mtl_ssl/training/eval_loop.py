@@ -77,7 +77,7 @@ class CheckpointEvaluation:
     self.writer = tf.summary.create_file_writer(self.eval_dir)
     self.checkpoint = tf.train.Checkpoint(model=self.model)
     self._built = False
-    self._eval_step = training_utils.GraphFunction(self._step)
+    self._eval_step = training_utils.GraphFunction(self._step, relax_image_size=True)
 
   def _step(self, features, labels):
     model_io.provide_groundtruth(self.model, labels)

@@ -94,3 +94,17 @@ def test_sampler_is_random_and_works_in_tf_function():
   a = fn(tf.constant(cand), tf.constant(pos)).numpy()
   b = fn(tf.constant(cand), tf.constant(pos)).numpy()
   assert set(a[0].tolist()) != set(b[0].tolist())
+
+
+def test_sampler_with_a_number_of_items_known_only_at_run_time():
+  # e.g. the anchors of an unpadded image: traced with N = None, run with N < and > sample_size
+  sample = tf.function(lambda c, p: sampler.balanced_sample(c, p, 8, 0.5)[1:],
+                       input_signature=[tf.TensorSpec([1, None], tf.bool)] * 2)
+  for n, num_pos in ((5, 3), (40, 10)):
+    candidates = tf.ones([1, n], tf.bool)
+    positives = tf.constant([[i < num_pos for i in range(n)]])
+    valid, indicator = sample(candidates, positives)
+    assert indicator.shape == (1, n)
+    picked = indicator.numpy()[0]
+    assert picked.sum() == min(8, n) == valid.numpy().sum()
+    assert picked[:num_pos].sum() == min(num_pos, 4)  # at most half positives

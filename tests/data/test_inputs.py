@@ -39,6 +39,22 @@ def _elements(dataset):
   return out
 
 
+def test_keep_aspect_images_are_not_padded_at_batch_1_and_static_with_pad_to_max(tmp_path):
+  shapes = [(30, 20), (20, 30), (16, 40)]
+  records = [ir.drawn_example(h, w, [[0.1, 0.1, 0.6, 0.5]], [1], source_id=f'im{i}')
+             for i, (h, w) in enumerate(shapes)]
+  path = ir.write(tmp_path / 'x.tfrecord', records)
+  resizer = 'keep_aspect_ratio_resizer { min_dimension: 24 max_dimension: 40 %s }'
+  config = _config(path, reader='shuffle: false num_epochs: 1', resizer=resizer % '')
+  sizes = [tuple(f[F.image].shape[1:3]) for f, _ in _build(config).as_numpy_iterator()]
+  assert sizes == [(36, 24), (24, 36), (16, 40)]  # exactly the resized images, no pixel added
+  config = _config(path, reader='shuffle: false num_epochs: 1',
+                   resizer=resizer % 'pad_to_max_dimension: true')
+  dataset = _build(config, batch_size=2)
+  assert dataset.element_spec[0][F.image].shape.as_list() == [None, 40, 40, 3]  # static H, W
+  assert [f[F.image].shape[1:3] for f, _ in dataset.as_numpy_iterator()] == [(40, 40)] * 2
+
+
 def _ids(dataset):
   return [f[F.source_id].decode() for f, _ in _elements(dataset)]
 
@@ -66,10 +82,11 @@ def test_batch_matches_the_contract_jpeg_and_png(tmp_path):
   dataset = _build(config, batch_size=2, model_preprocess_fn=preprocess,
                    retain_original_image=True)
   features, labels = dataset.element_spec
+  # no pad_to_max_dimension: the image size varies per batch (padded to the batch's largest)
   expected = {
-      F.image: ((2, 40, 40, 3), tf.float32), F.true_image_shape: ((2, 3), tf.int32),
+      F.image: ((2, None, None, 3), tf.float32), F.true_image_shape: ((2, 3), tf.int32),
       F.original_image_spatial_shape: ((2, 2), tf.int32), F.source_id: ((2,), tf.string),
-      F.original_image: ((2, 40, 40, 3), tf.uint8),
+      F.original_image: ((2, None, None, 3), tf.uint8),
       F.groundtruth_boxes: ((2, 5, 4), tf.float32), F.groundtruth_classes: ((2, 5, 3), tf.float32),
       F.num_groundtruth_boxes: ((2,), tf.int32), F.groundtruth_weights: ((2, 5), tf.float32),
       F.groundtruth_difficult: ((2, 5), tf.int32), F.groundtruth_is_crowd: ((2, 5), tf.int32),
@@ -79,6 +96,9 @@ def test_batch_matches_the_contract_jpeg_and_png(tmp_path):
   assert {k: (s[1:], d) for k, (s, d) in got.items()} == {
       k: (s[1:], d) for k, (s, d) in expected.items()}
 
+  for features, _ in dataset.as_numpy_iterator():  # largest true size, up to a multiple of 32
+    largest = features[F.true_image_shape][:, :2].max(axis=0)
+    assert features[F.image].shape[1:3] == tuple(-(-largest // 32) * 32)
   elements = _elements(dataset)
   assert [f[F.source_id] for f, _ in elements] == [b'im0', b'im1', b'im2', b'im3']
   for i, (f, l) in enumerate(elements):

@@ -56,9 +56,10 @@ def test_keep_aspect_ratio_returns_true_shape_and_pads_to_max_when_asked():
   assert resizers.padded_shape(config) == (32, 32)
 
 
-def test_padded_shape_is_max_dimension_square_without_pad_to_max_too():
+def test_no_padded_shape_without_pad_to_max_dimension():
+  # The original trained unpadded: the size varies per image, batching pads (if at all).
   config = _config('keep_aspect_ratio_resizer { min_dimension: 20 max_dimension: 32 }')
-  assert resizers.padded_shape(config) == (32, 32)
+  assert resizers.padded_shape(config) is None
   resized, true_shape = resizers.build(config)(tf.zeros([10, 15, 3]))
   assert resized.shape == (20, 30, 3)
   np.testing.assert_array_equal(true_shape.numpy(), [20, 30, 3])
