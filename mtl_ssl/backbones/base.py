@@ -132,7 +132,8 @@ class ApplicationFeatureExtractor:
 
     self._proposal_model = None
     self._proposal_layers = {}
-    self._box_copies = []          # [(model, {blueprint index: layer})]
+    self._box_copies = []          # [(model, {blueprint index: layer})] with classification init
+    self._own_init_copies = []     # the same, for copies that keep their own initialization
     self._box_names = set()
     self._pending_weights = None   # {blueprint index: arrays} from load_classification_weights
     self._classification_backbone = None
@@ -188,11 +189,15 @@ class ApplicationFeatureExtractor:
                                  if index not in self._proposal_layers}
     return self._proposal_model
 
-  def get_box_classifier_feature_extractor_model(self, name='SecondStageFeatureExtractor'):
+  def get_box_classifier_feature_extractor_model(self, name='SecondStageFeatureExtractor',
+                                                 classification_init=True):
     """crops [N,k,k,C_F] -> [N,k',k',C']; every call builds a NEW copy with its own variables.
 
     A copy starts from the classification weights when load_classification_weights was
-    called before, else from a fresh random initialization. A name used before by this
+    called before (or later), else from a fresh random initialization.
+    classification_init=False: this copy never takes classification weights (nor the main
+    copy's, see propagate_main_box_classifier_weights) and keeps its own initialization (the
+    original's MTL copies with share_second_stage_init false). A name used before by this
     extractor gets a numeric suffix (name_1, name_2, ...).
     """
     unique_name, suffix = name, 0
@@ -204,13 +209,17 @@ class ApplicationFeatureExtractor:
                             name=f'{unique_name}_crops')
     model, layers = graph.replay(self._specs, self.proposal_output_layer, self.box_output_layer,
                                  inputs, self._make_box_layer, name=unique_name)
-    self._apply_weights(layers, self._pending_weights)
-    self._box_copies.append((model, layers))
+    if classification_init:
+      self._apply_weights(layers, self._pending_weights)
+      self._box_copies.append((model, layers))
+    else:
+      self._own_init_copies.append((model, layers))
     return model
 
   @property
   def box_classifier_models(self):
-    """All box-classifier copies made so far, in creation order (the first is the main one)."""
+    """The box-classifier copies made so far that take classification weights, in creation
+    order (the first is the main one)."""
     return [model for model, _ in self._box_copies]
 
   def copy_box_classifier_weights(self, src_model, dst_model):
@@ -285,7 +294,7 @@ class ApplicationFeatureExtractor:
     if not self._weight_decay:
       return []
     models = ([self._proposal_model] if self._proposal_model is not None else [])
-    models += [model for model, _ in self._box_copies]
+    models += [model for model, _ in self._box_copies + self._own_init_copies]
     losses = []
     for model in models:
       kernels = _trainable_kernels(model)
@@ -330,7 +339,7 @@ class ApplicationFeatureExtractor:
                                  tf_keras.layers.BatchNormalization, tf_keras.layers.Dense))
 
   def _layers_of(self, model):
-    for candidate, layers in self._box_copies:
+    for candidate, layers in self._box_copies + self._own_init_copies:
       if candidate is model:
         return layers
     raise ValueError(f'model {getattr(model, "name", model)!r} is not a box classifier made by '

@@ -121,8 +121,11 @@ class MTLHeads(tf_keras.layers.Layer):
         if not enabled:
             return None
         if self._own_stages:
+            # share_second_stage_init false: the copy keeps its own initialization even when
+            # the detector fine-tunes from a classification checkpoint (as the original).
+            kwargs = {} if self._share_init else {'classification_init': False}
             stage = feature_extractor.get_box_classifier_feature_extractor_model(
-                name=f'{name}FeatureExtractor')
+                name=f'{name}FeatureExtractor', **kwargs)
         else:
             stage = main_box_classifier
         if self._meta_arch == 'rfcn':

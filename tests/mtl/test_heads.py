@@ -42,7 +42,8 @@ class TinyExtractor:
         self.factory = factory
         self.made = []
 
-    def get_box_classifier_feature_extractor_model(self, name=None):
+    def get_box_classifier_feature_extractor_model(self, name=None, classification_init=True):
+        del classification_init  # no classification weights here
         self.made.append(self.factory(name=name))
         return self.made[-1]
 

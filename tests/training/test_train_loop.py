@@ -171,3 +171,33 @@ def test_fine_tune_restores_the_chosen_parts(trained, tmp_path):
   train_config.fine_tune_checkpoint = str(tmp_path / 'nothing')
   with pytest.raises(ValueError, match='fine_tune_checkpoint'):
     checkpoints.restore_fine_tune_checkpoint(classification, train_config)
+
+
+def test_share_second_stage_init_false_keeps_the_aux_copies_own_init(trained, tmp_path):
+  """As the original: without share_second_stage_init a classification fine-tune loads the main
+  stages only; the MTL heads' stage copies keep the values they were initialized with."""
+  config, model_dir, _ = trained
+  _, full = _built_model(config)
+  tf.train.Checkpoint(model=full).restore(os.path.join(model_dir, 'ckpt-1')).expect_partial()
+  backbone = str(tmp_path / 'backbone')
+  tf.train.Checkpoint(feature_extractor=full.feature_extractor.classification_backbone).write(
+      backbone)
+  separate = str(tmp_path / 'separate.config')
+  with open(config, encoding='utf-8') as f:
+    text = f.read().replace('mtl {', 'mtl {\n    share_second_stage_init: false', 1)
+  with open(separate, 'w', encoding='utf-8') as f:
+    f.write(text)
+  train_config, model = _built_model(separate)
+  heads = model.mtl_heads
+  aux = [heads.window_head.stage, heads.closeness_head.stage]
+  initial = [[w.numpy() for w in stage.weights] for stage in aux]
+  train_config.fine_tune_checkpoint = backbone
+  train_config.fine_tune_checkpoint_type = 'classification'
+  checkpoints.restore_fine_tune_checkpoint(model, train_config)
+  main = model.feature_extractor.box_classifier_models
+  assert len(main) == 1  # only the detector's own stage takes classification weights
+  assert all(_same(a, b) for a, b in zip(main[0].weights,
+                                         full.feature_extractor.box_classifier_models[0].weights))
+  for stage, before in zip(aux, initial):
+    assert all(np.array_equal(w.numpy(), b) for w, b in zip(stage.weights, before))
+    assert not all(_same(a, b) for a, b in zip(stage.weights, main[0].weights))
