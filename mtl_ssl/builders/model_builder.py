@@ -130,5 +130,6 @@ def build(model_config, is_training, max_num_groundtruth_boxes=100,
           losses_builder.build_faster_rcnn_classification_loss(
               cfg.second_stage_classification_loss)),
       clip_anchors_to_image=cfg.clip_anchors_to_image,
+      first_stage_localization_loss_sigma=cfg.first_stage_localization_loss_sigma,
       mtl_config=mtl_config,
       max_num_groundtruth_boxes=max_num_groundtruth_boxes)

@@ -22,6 +22,13 @@ def weighted_smooth_l1(predictions, targets, weights, delta=1.0):
   return tf.reduce_sum(per_coord, axis=-1) * weights
 
 
+def weighted_smooth_l1_sigma(predictions, targets, weights, sigma=1.0):
+  """py-faster-rcnn smooth L1 (the original mtl-ssl's RPN loss, sigma 3): per coordinate
+  0.5 (sigma x)^2 for |x| < 1/sigma^2, else |x| - 0.5 / sigma^2; sigma 1 = weighted_smooth_l1."""
+  sigma_sq = float(sigma) * float(sigma)
+  return weighted_smooth_l1(predictions, targets, weights, delta=1.0 / sigma_sq) * sigma_sq
+
+
 def weighted_l2(predictions, targets, weights):
   """0.5 * squared error summed over the code (OD API WeightedL2)."""
   diff = (predictions - targets) * weights[..., tf.newaxis]

@@ -99,6 +99,7 @@ def build_transform(*, num_classes, image_resizer_config, max_number_of_boxes,
                      'map and the model\'s num_classes disagree')
   lookup = tf.constant([i in ids for i in range(num_classes + 1)], tf.bool)
   resize_fn = resizers.build(image_resizer_config, pad=False)
+  labels_in_original_pixels = bool(getattr(mtl_config, 'labels_in_original_pixels', False))
   static_hw = resizers.padded_shape(image_resizer_config)  # None: no padding per image
 
   def transform(decoded, seed):
@@ -111,6 +112,7 @@ def build_transform(*, num_classes, image_resizer_config, max_number_of_boxes,
               for name in (dec.CLASSES, dec.DIFFICULT, dec.IS_CROWD, dec.WEIGHTS)}
     if augment_fn is not None:
       image, boxes, fields = augment_fn(image, boxes, fields, seed)
+    image_hw = tf.shape(image)[:2]  # after augmentation, before the resizer
     num_boxes = tf.shape(boxes)[0]
     stats[STAT_TRUNCATED] = tf.maximum(num_boxes - max_boxes, 0)
     num_boxes = tf.minimum(num_boxes, max_boxes)
@@ -144,8 +146,11 @@ def build_transform(*, num_classes, image_resizer_config, max_number_of_boxes,
     if mtl_config is not None:
       label_seed = tf.random.experimental.stateless_fold_in(seed, _LABEL_SEED_SALT)
       # Unpadded boxes: the label cost grows with the rows, and padded rows add nothing.
+      # window sizes and closeness distances in pixels of the resized image, or of the image
+      # before resizing (mtl.labels_in_original_pixels, as the original's offline labels)
+      label_hw = image_hw if labels_in_original_pixels else true_shape[:2]
       made = mtl_labels.make_mtl_labels(
-          boxes[:max_boxes], fields[dec.CLASSES][:max_boxes], None, true_shape[0], true_shape[1],
+          boxes[:max_boxes], fields[dec.CLASSES][:max_boxes], None, label_hw[0], label_hw[1],
           num_classes, mtl_config, seed=label_seed)
       for key, value in made.items():
         value = tf.cast(value, tf.float32)

@@ -55,6 +55,7 @@ class FasterRCNNMetaArch(model.DetectionModel):
                second_stage_classification_loss_weight=1.0,
                second_stage_classification_loss_fn=None,
                clip_anchors_to_image=False, box_coder=None, mtl_config=None,
+               first_stage_localization_loss_sigma=1.0,
                max_num_groundtruth_boxes=100, name='FasterRCNN', **kwargs):
     super().__init__(num_classes, is_training, max_num_groundtruth_boxes,
                      name=name, **kwargs)
@@ -89,6 +90,11 @@ class FasterRCNNMetaArch(model.DetectionModel):
     self._cls_loss_fn = (second_stage_classification_loss_fn or
                          losses.weighted_softmax_cross_entropy)
     self._clip_anchors_to_image = bool(clip_anchors_to_image)
+    if first_stage_localization_loss_sigma <= 0:
+      raise ValueError('faster_rcnn.first_stage_localization_loss_sigma must be > 0, got %s' %
+                       first_stage_localization_loss_sigma)
+    self._rpn_localization_loss_fn = functools.partial(
+        losses.weighted_smooth_l1_sigma, sigma=float(first_stage_localization_loss_sigma))
     self._mtl_config = mtl_config
     self.loss_weights = {
         RPN_LOC: float(first_stage_localization_loss_weight),
@@ -281,7 +287,8 @@ class FasterRCNNMetaArch(model.DetectionModel):
         prediction_dict['rpn_objectness_predictions_with_background'],
         prediction_dict['anchors'], prediction_dict['anchor_valid'], gt_abs,
         gt['valid'], gt['weights'], self._box_coder,
-        self._first_stage_minibatch_size, self._first_stage_positive_fraction)
+        self._first_stage_minibatch_size, self._first_stage_positive_fraction,
+        localization_loss_fn=self._rpn_localization_loss_fn)
     t = self._proposal_targets(prediction_dict, gt, gt_abs)
     raw[BOX_LOC] = self._box_localization_loss(prediction_dict, t)
     cls_loss_fn = functools.partial(self._box_classification_loss, t=t)

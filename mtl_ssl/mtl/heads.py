@@ -12,7 +12,8 @@ Gradient flow (original faster_rcnn_meta_arch.py, rfcn_meta_arch.py):
 - stop_gradient_for_aux_tasks: no auxiliary loss reaches F. With own stage copies
   ('proposal_feature_maps') the copies' inputs are cut; when reusing the main stage
   ('classifier_feature_maps') its outputs are cut, so the main stage is not trained by them
-  either. The foreground conv's input F is cut too (the original forgot Task 3 here).
+  either. The foreground conv's input F is cut too (the original forgot Task 3 here; set
+  stop_gradient_covers_foreground false to reproduce that).
 - The refiner's inputs are always cut (stop_gradient), so the context crops never train anything.
 """
 import tensorflow as tf
@@ -80,6 +81,8 @@ class MTLHeads(tf_keras.layers.Layer):
         self._is_training = bool(is_training)
         self._own_stages = cfg.shared_feature == 'proposal_feature_maps'
         self._stop_aux = bool(cfg.stop_gradient_for_aux_tasks)
+        # the original's flag did not reach the foreground head (reproducible, off by default)
+        self._foreground_uncut = not bool(getattr(cfg, 'stop_gradient_covers_foreground', True))
         self._num_levels = int(cfg.num_context_levels)
         if cfg.refine and cfg.window and self._num_levels < 2:
             raise ValueError(f'model.mtl.num_context_levels must be >= 2, got {self._num_levels}')
@@ -245,9 +248,9 @@ class MTLHeads(tf_keras.layers.Layer):
         # The foreground head serves training and eval quality metrics only: at inference
         # without ground truth nothing reads it, so it stays out of exported graphs.
         if self.foreground_head is not None and with_groundtruth:
+            foreground_input = feature_map if self._foreground_uncut else self._cut(feature_map)
             outputs['mtl_foreground_logits'] = self.foreground_head(
-                self._cut(feature_map), self._true_extent_cells(ctx, feature_map),
-                training=training)
+                foreground_input, self._true_extent_cells(ctx, feature_map), training=training)
 
         if self.refiner is not None:
             outputs['mtl_refined_class_logits'] = self._refine(ctx, outputs, scale, training,
@@ -362,7 +365,8 @@ class MTLHeads(tf_keras.layers.Layer):
                 need(prediction_dict, 'mtl_closeness_logits', 'prediction_dict'),
                 need(groundtruth, 'mtl_closeness_labels', 'groundtruth'),
                 need(proposal_targets, 'matched_gt_indices', 'proposal_targets'),
-                need(proposal_targets, 'positive_mask', 'proposal_targets'))
+                need(proposal_targets, 'positive_mask', 'proposal_targets'),
+                sum_over_images=bool(getattr(self._cfg, 'closeness_loss_sum_over_images', False)))
         if self.foreground_head is not None:
             weights = None
             if self._cfg.edgemask_weighted:

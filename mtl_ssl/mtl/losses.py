@@ -37,13 +37,15 @@ def gather_closeness_targets(closeness_labels, matched_gt_indices):
     return tf.gather(labels, indices, batch_dims=1)
 
 
-def closeness_loss(closeness_logits, closeness_labels, matched_gt_indices, positive_mask):
+def closeness_loss(closeness_logits, closeness_labels, matched_gt_indices, positive_mask,
+                   sum_over_images=False):
     """Task 2 loss on the positive proposals (method.md; original `_loss_box_classifier`).
 
     Per proposal: CE = -sum_{k>=1} t_k log softmax(z_1..z_C)_k with the background column dropped
     from logits and target (t is not renormalised), times sum_{k>=1} t_k (a box whose GT has no
     neighbour of another class has t_{1..C} = 0 and adds nothing). Per image: sum over positives /
-    max(1, #positives); then the mean over images (the original summed over images: a defect).
+    max(1, #positives); then the mean over images, like every other loss (sum_over_images: the sum,
+    the TF1 code read literally for several images in one clone; mtl.closeness_loss_sum_over_images).
     """
     logits = _f32(closeness_logits)[..., 1:]
     targets = gather_closeness_targets(closeness_labels, matched_gt_indices)[..., 1:]
@@ -51,7 +53,7 @@ def closeness_loss(closeness_logits, closeness_labels, matched_gt_indices, posit
     cross_entropy = tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits)
     per_proposal = cross_entropy * tf.reduce_sum(targets, -1) * positives
     per_image = tf.reduce_sum(per_proposal, 1) / tf.maximum(tf.reduce_sum(positives, 1), 1.0)
-    return tf.reduce_mean(per_image)
+    return tf.reduce_sum(per_image) if sum_over_images else tf.reduce_mean(per_image)
 
 
 def foreground_loss(foreground_logits, foreground_mask, foreground_weights=None):

@@ -1,8 +1,8 @@
 """Training loop (the OD API model_lib_v2.train_loop role), for any tf.distribute strategy.
 
 Per step and replica: forward + weighted losses on the replica's share of the global batch; the
-gradient of (total loss / replicas) is summed over replicas, clipped by global norm
-(train_config.gradient_clipping_by_norm) AFTER the sum, and applied once. Every replica loss is a
+gradient of (total loss / replicas) is summed over replicas, clipped (train_config.
+gradient_clipping_by_norm: global norm, or per variable) AFTER the sum, and applied once. Every replica loss is a
 mean over its images, so N replicas x B/N images give the same update as one device with B
 images. Checkpoints are <model_dir>/ckpt-<step>; a run resumes from the latest one, otherwise
 starts from train_config.fine_tune_checkpoint.
@@ -46,6 +46,17 @@ def select_trainable_variables(variables, train_config):
     raise ValueError('train_config.update_trainable_variables / freeze_variables leave no '
                      'variable to train')
   return selected
+
+
+def clip_gradients(gradients, train_config):
+  """gradient_clipping_by_norm: the global norm of all gradients (OD API TF2), or each
+  variable's own norm with gradient_clipping_per_variable (TF1 slim, the original mtl-ssl)."""
+  clip = train_config.gradient_clipping_by_norm
+  if clip <= 0:
+    return gradients
+  if train_config.gradient_clipping_per_variable:
+    return [tf.clip_by_norm(g, clip) for g in gradients]
+  return tf.clip_by_global_norm(gradients, clip)[0]
 
 
 def _format_eta(seconds):
@@ -130,9 +141,7 @@ class _Trainer:
     if replicas > 1:
       gradients = tf.distribute.get_replica_context().all_reduce(
           tf.distribute.ReduceOp.SUM, gradients)
-    clip = self.train_config.gradient_clipping_by_norm
-    if clip > 0:
-      gradients, _ = tf.clip_by_global_norm(gradients, clip)
+    gradients = clip_gradients(gradients, self.train_config)
     self.optimizer.apply_gradients(zip(gradients, [v for _, v in pairs]),
                                    skip_gradients_aggregation=True)
     losses = {name: tf.cast(value, tf.float32) for name, value in losses.items()}

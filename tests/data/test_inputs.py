@@ -435,3 +435,22 @@ def test_wrong_feature_types_drop_the_record_and_corrupt_framing_stops(tmp_path,
                            'num_epochs: 1'))
   with pytest.raises(tf.errors.DataLossError):
     list(dataset.as_numpy_iterator())
+
+
+@pytest.mark.parametrize('original', [False, True])
+def test_window_min_size_in_resized_or_original_pixels(tmp_path, original):
+  # a 100 x 100 image resized to 200 x 200; window_min_size 80 pixels is 0.4 of the resized image
+  # but 0.8 of the original (mtl.labels_in_original_pixels, as the original's offline labels)
+  path = ir.write(tmp_path / 'x.tfrecord', [ir.drawn_example(100, 100, [[0.3, 0.3, 0.7, 0.7]],
+                                                              [1])])
+  mtl = ('window: true num_windows: 64 window_min_size: 80 window_class_loss_weight: 1.0 '
+         f'labels_in_original_pixels: {str(original).lower()}')
+  config = _config(path, reader='shuffle: false num_epochs: 1', mtl=mtl,
+                   resizer='keep_aspect_ratio_resizer { min_dimension: 200 max_dimension: 400 }')
+  features, labels = next(iter(_build(config, seed=4)))
+  assert features[F.true_image_shape].numpy().tolist() == [[200, 200, 3]]
+  windows = labels[F.groundtruth_mtl_windows].numpy()[0]
+  sides = np.minimum(windows[:, 2] - windows[:, 0], windows[:, 3] - windows[:, 1])
+  assert sides.min() >= (0.8 if original else 0.4) - 1e-6
+  if not original:
+    assert sides.min() < 0.8  # some windows are smaller than the original-pixel minimum

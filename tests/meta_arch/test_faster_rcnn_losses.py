@@ -30,10 +30,18 @@ faster_rcnn {
 """
 
 
+def _build(sigma=None):
+  text = _CONFIG
+  if sigma is not None:  # the original's RPN loss (py-faster-rcnn smooth L1, sigma 3)
+    text = text.replace('first_stage_minibatch_size', 'first_stage_localization_loss_sigma: %s\n'
+                        '  first_stage_minibatch_size' % sigma)
+  cfg = text_format.Parse(text, model_pb2.DetectionModel())
+  return model_builder.build(cfg, is_training=True, depth_multiplier=0.25)
+
+
 @pytest.fixture(scope='module')
 def model():
-  cfg = text_format.Parse(_CONFIG, model_pb2.DetectionModel())
-  return model_builder.build(cfg, is_training=True, depth_multiplier=0.25)
+  return _build()
 
 
 def _iou(a, b):
@@ -57,9 +65,9 @@ def _encode(box, anchor, scale=(10., 10., 5., 5.)):
                    np.log(h / ha) * scale[2], np.log(w / wa) * scale[3]])
 
 
-def _huber(x):
-  a = np.abs(x)
-  return np.where(a <= 1, 0.5 * a * a, a - 0.5).sum()
+def _huber(x, sigma=1.0):
+  a, s2 = np.abs(x), sigma * sigma
+  return np.where(a <= 1 / s2, 0.5 * s2 * a * a, a - 0.5 / s2).sum()
 
 
 def _np_match(iou, hi, lo, force, valid_cols):
@@ -81,7 +89,9 @@ def _gt():
   return boxes, classes
 
 
-def test_rpn_and_box_classifier_losses_match_numpy(model):
+@pytest.mark.parametrize('sigma', [None, 3.0])
+def test_rpn_and_box_classifier_losses_match_numpy(model, sigma):
+  model = model if sigma is None else _build(sigma)
   boxes, classes = _gt()
   model.provide_groundtruth([tf.constant(b) for b in boxes],
                             [tf.one_hot(c, NUM_CLASSES) for c in classes],
@@ -120,7 +130,7 @@ def test_rpn_and_box_classifier_losses_match_numpy(model):
     assert 0 < len(pos) <= 8 and len(neg) > 0  # all positives get sampled
     sampled = len(pos) + min(len(neg), 16 - len(pos))
     weights = [1.0, 0.5] if b == 0 else [1.0]
-    rpn_loc.append(sum(weights[m[a]] * _huber(_encode(gt_abs[m[a]], anchors_np[a]))
+    rpn_loc.append(sum(weights[m[a]] * _huber(_encode(gt_abs[m[a]], anchors_np[a]), sigma or 1.0)
                        for a in pos) / sampled)
     n = num_proposals[b]
     mp = _np_match(_iou(gt_abs, proposals[b, :n]), 0.5, 0.5, False,

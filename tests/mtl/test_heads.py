@@ -415,3 +415,26 @@ def test_bad_config_is_a_clear_error():
                            None, True, meta_arch='rfcn')
     with pytest.raises(ValueError, match='mask_rcnn_box_predictor'):
         Setup(make_rfcn_config(window=True))  # rfcn predictor on a Faster R-CNN head
+
+
+def test_original_stop_gradient_left_the_foreground_head_uncut():
+    # model22 ran stop_gradient_for_aux_tasks with the foreground loss still reaching F
+    config = make_config(edgemask=True, stop_gradient_for_aux_tasks=True,
+                         stop_gradient_covers_foreground=False)
+    producer, _, _ = _aux_loss_gradients(Setup(config), 'edgemask')
+    assert not _is_zero(producer)
+    config = make_config(window=True, stop_gradient_for_aux_tasks=True,
+                         stop_gradient_covers_foreground=False)
+    producer, _, _ = _aux_loss_gradients(Setup(config), 'window')
+    assert _is_zero(producer)  # the window head stays cut
+
+
+def test_closeness_loss_sum_over_images_reaches_the_loss():
+    setup = Setup(make_config(closeness=True))
+    out = setup.heads.predict(setup.context())
+    gt, targets = setup.groundtruth(), setup.proposal_targets()
+    mean = setup.heads.loss(out, gt, targets, refined_ce)[mtl_heads.CLOSENESS_LOSS]
+    setup.heads._cfg.closeness_loss_sum_over_images = True
+    summed = setup.heads.loss(out, gt, targets, refined_ce)[mtl_heads.CLOSENESS_LOSS]
+    assert float(mean) > 0
+    np.testing.assert_allclose(float(summed), 2 * float(mean), rtol=1e-6)  # 2 images

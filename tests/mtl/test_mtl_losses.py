@@ -121,6 +121,10 @@ def test_closeness_is_averaged_per_image_not_per_batch():
     positive = np.array([[True, False, False], [True, True, True]])  # image 1: p(2) = 1/2
     value = losses.closeness_loss(logits, gt_labels, np.zeros((2, 3), np.int32), positive)
     assert value.numpy() == pytest.approx((-math.log(0.75) - math.log(0.5)) / 2.0, rel=1e-6)
+    # mtl.closeness_loss_sum_over_images: the TF1 code read literally (one clone, B images)
+    summed = losses.closeness_loss(logits, gt_labels, np.zeros((2, 3), np.int32), positive,
+                                   sum_over_images=True)
+    assert summed.numpy() == pytest.approx(-math.log(0.75) - math.log(0.5), rel=1e-6)
 
 
 @pytest.mark.parametrize('weighted', [True, False])
