@@ -17,7 +17,7 @@ FORMATS = ('voc', 'coco')
 
 
 def _export_dir(saved_model_dir):
-  return os.path.dirname(os.path.normpath(saved_model_dir))
+  return os.path.dirname(os.path.normpath(saved_model_path(saved_model_dir)))
 
 
 def saved_model_path(saved_model_dir):
