@@ -4,6 +4,7 @@ result files (formats and coordinate rules: mtl_ssl/export/submission_files.py).
 Everything that can be checked before the model runs is checked first (flags, label map, image
 names and ids, the image list), so a bad input fails in seconds, not after hours of inference.
 """
+import collections
 import os
 
 from absl import logging
@@ -165,12 +166,13 @@ def make_submission(output_format, output_dir, *, saved_model_dir=None,
     if max_detections > files.COCO_MAX_DETECTIONS:
       logging.warning('--max_detections_per_image=%d: the COCO server keeps at most %d per image',
                       max_detections, files.COCO_MAX_DETECTIONS)
-  logging.info('%d images of %s; label map %s', len(refs), source.description, label_map_path)
+  logging.info('%d of the %d images of %s; label map %s', len(refs), len(source.refs),
+               source.description, label_map_path)
 
   if detector is None:
     detector = _build_detector(saved_model_dir, pipeline_config_path, checkpoint_dir,
                                config_override)
-  dropped = {}
+  dropped = collections.Counter()
   with writer:
     loaded = tqdm(source.load(refs), total=len(refs), desc=f'{output_format} submission',
                   unit='img', disable=not show_progress)
@@ -183,12 +185,11 @@ def make_submission(output_format, output_dir, *, saved_model_dir=None,
         _check_num_classes(outputs, max(class_names), label_map_path)
       boxes, scores, classes, dropped_here = files.select_detections(
           outputs, min_score, max_detections, class_names)
-      for class_id, count in dropped_here.items():
-        dropped[class_id] = dropped.get(class_id, 0) + count
+      dropped.update(dropped_here)
       writer.add(key(ref), height, width, boxes, scores, classes)
   written = writer.paths  # complete: renamed from their .partial names when the block ended
   summary = {'files': written, 'archive': None, 'images': len(refs),
-             'detections': writer.num_detections, 'dropped_classes': dropped}
+             'detections': writer.num_detections, 'dropped_classes': dict(dropped)}
   if archive:
     summary['archive'] = (files.write_voc_archive(output_dir, written) if output_format == 'voc'
                           else files.write_coco_zip(written[0]))

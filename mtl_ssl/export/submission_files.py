@@ -113,7 +113,8 @@ class _PartialFiles:
   def _open(self):
     for path in self.paths:
       os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-      self._files[path] = open(path + _PARTIAL, 'w', encoding='utf-8')  # pylint: disable=consider-using-with
+      # pylint: disable-next=consider-using-with  (closed by _finish)
+      self._files[path] = open(path + _PARTIAL, 'w', encoding='utf-8')
 
   def _finish(self, keep):
     for path, f in self._files.items():
@@ -222,7 +223,8 @@ class CocoImageIds:
       return int(ref.source_id)
     match = re.search(r'(\d+)$', ref.name)
     if not match:
-      raise ValueError(f'{ref.where}: no COCO image id (the file name {ref.file_name or ref.name!r} '
+      name = ref.file_name or ref.name
+      raise ValueError(f'{ref.where}: no COCO image id (the file name {name!r} '
                        'does not end in digits and image/source_id is not an integer); give '
                        '--coco_image_info (image_info_test-dev2017.json)')
     return int(match.group(1))
@@ -244,7 +246,8 @@ def _read_image_info(path):
     with open(path, 'r', encoding='utf-8') as f:
       data = json.load(f)
   except OSError as error:
-    raise ValueError(f'--coco_image_info {path}: cannot read ({error.strerror or error})') from error
+    raise ValueError(
+        f'--coco_image_info {path}: cannot read ({error.strerror or error})') from error
   except json.JSONDecodeError as error:
     raise ValueError(f'--coco_image_info {path}: not JSON ({error})') from error
   images = data.get('images') if isinstance(data, dict) else None

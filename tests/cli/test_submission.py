@@ -129,7 +129,8 @@ def _run_cli(*args):
 
 def test_console_command_writes_a_coco_json_that_loadres_accepts(exported, tmp_path):
   expected = _expected(exported)
-  result = _run_cli('--format=coco', f'--saved_model_dir={os.path.dirname(exported["saved_model"])}',
+  export_dir = os.path.dirname(exported['saved_model'])  # the export, not its saved_model/
+  result = _run_cli('--format=coco', f'--saved_model_dir={export_dir}',
                     f'--image_dir={exported["image_dir"]}', f'--output_dir={tmp_path}',
                     '--max_detections_per_image=3', '--min_score=0.05', '--alg_name=tiny',
                     '--coco_split=val2017', '--noprogress')
