@@ -1,6 +1,9 @@
-"""Running an exported SavedModel on image files: detections as JSON-ready dicts and pictures.
+"""Running a detector on images: detections as JSON-ready dicts and pictures.
 
-Works with every exported input type (the export records it in the SavedModel's `input_type`).
+SavedModelDetector works with every exported input type (the export records it in the
+SavedModel's `input_type`); CheckpointDetector builds the same inference graph from a pipeline
+config and a training checkpoint. Both take a decoded uint8 RGB image (`detect`), so image files
+and TFRecords are read once, here, for every tool.
 """
 import io
 import os
@@ -29,6 +32,28 @@ def _tf_example(encoded):
   return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
+def decode_image(encoded, where):
+  """uint8 RGB [H, W, 3] from JPEG/PNG/BMP/GIF bytes (grayscale and palette images converted);
+  ValueError naming `where` when the bytes are not an image."""
+  try:
+    return np.asarray(Image.open(io.BytesIO(encoded)).convert('RGB'))
+  except (OSError, ValueError) as error:
+    raise ValueError(f'cannot read image {where}: {error}') from error
+
+
+def read_image_file(path):
+  """(uint8 RGB image, encoded bytes) of an image file."""
+  with open(path, 'rb') as f:
+    encoded = f.read()
+  return decode_image(encoded, path), encoded
+
+
+def _png_bytes(image):
+  buffer = io.BytesIO()
+  Image.fromarray(image).save(buffer, format='PNG')
+  return buffer.getvalue()
+
+
 class SavedModelDetector:
   """serving_default of an exported detector, fed according to its input type."""
 
@@ -50,29 +75,43 @@ class SavedModelDetector:
       return tf.constant(image[None], tf.uint8)
     if self.input_type == 'float_image_tensor':
       return tf.constant(image[None], tf.float32)
+    if encoded is None or not encoded.startswith((b'\xff\xd8', b'\x89PNG', b'GIF8', b'BM')):
+      encoded = _png_bytes(image)  # formats tf.io.decode_image cannot read
     if self.input_type == 'encoded_image_string_tensor':
       return tf.constant([encoded])
     return tf.constant([_tf_example(encoded)])
 
+  def detect(self, image, encoded=None):
+    """{output name: numpy array of the one image} for a uint8 RGB image [H, W, 3] (`encoded`:
+    its file bytes, used by exports that take encoded images)."""
+    outputs = self._serve(input_tensor=self._input(image, encoded))
+    return {name: value.numpy()[0] for name, value in outputs.items()}
+
   def detect_image_file(self, path):
     """Returns (uint8 RGB image [H,W,3], {output name: numpy array of the one image})."""
-    with open(path, 'rb') as f:
-      encoded = f.read()
-    try:
-      image = np.asarray(Image.open(io.BytesIO(encoded)).convert('RGB'))
-    except OSError as error:
-      raise ValueError(f'cannot read image {path}: {error}') from error
-    if self.input_type in ('encoded_image_string_tensor', 'tf_example') and \
-        not encoded.startswith((b'\xff\xd8', b'\x89PNG', b'GIF8', b'BM')):
-      encoded = _png_bytes(image)  # formats tf.io.decode_image cannot read
-    outputs = self._serve(input_tensor=self._input(image, encoded))
-    return image, {name: value.numpy()[0] for name, value in outputs.items()}
+    image, encoded = read_image_file(path)
+    return image, self.detect(image, encoded)
 
 
-def _png_bytes(image):
-  buffer = io.BytesIO()
-  Image.fromarray(image).save(buffer, format='PNG')
-  return buffer.getvalue()
+class CheckpointDetector:
+  """The inference model built from a pipeline config and restored from a training checkpoint,
+  in this process: the same graph and outputs as an image_tensor export of that checkpoint."""
+
+  def __init__(self, pipeline_config_path, checkpoint_dir, config_override=None):
+    # imported here: building models pulls in every backbone, not needed for SavedModels
+    from mtl_ssl.config import validation  # pylint: disable=import-outside-toplevel
+    from mtl_ssl.export import exporter_lib  # pylint: disable=import-outside-toplevel
+    from mtl_ssl.training import checkpoints  # pylint: disable=import-outside-toplevel
+    configs = validation.load_and_validate(pipeline_config_path, config_override, mode='export')
+    checkpoint_path = checkpoints.resolve_checkpoint(checkpoint_dir, '--checkpoint_dir')
+    model = exporter_lib.build_and_restore(configs['model'], checkpoint_path)
+    self._serve = exporter_lib.DetectionInferenceModule(model).signature('image_tensor')
+    self.input_type = 'image_tensor'
+    self.checkpoint_path = checkpoint_path
+
+  def detect(self, image, encoded=None):  # pylint: disable=unused-argument
+    outputs = self._serve(tf.constant(image[None], tf.uint8))
+    return {name: value.numpy()[0] for name, value in outputs.items()}
 
 
 def detections_record(path, image, outputs, category_index, min_score):
