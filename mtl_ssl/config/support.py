@@ -336,7 +336,8 @@ RULES = (
     Rule("model.faster_rcnn.use_matmul_gather_in_matcher", "warn",
          "ignored: tf.gather gives the same matched targets.", _frcnn_true("use_matmul_gather_in_matcher")),
     Rule("model.faster_rcnn.use_static_shapes / use_static_shapes_for_eval / use_static_balanced_label_sampler",
-         "warn", "ignored: mtl-ssl always pads to static shapes and uses one balanced sampler.",
+         "warn", "ignored: static shapes come from the resizer (fixed_shape_resizer, or "
+         "pad_to_max_dimension: true) and one balanced sampler serves both.",
          _frcnn_true("use_static_shapes", "use_static_shapes_for_eval", "use_static_balanced_label_sampler")),
     Rule("model.faster_rcnn.inplace_batchnorm_update", "warn",
          "ignored: Keras batch normalization updates its own statistics (when trainable).",
