@@ -86,3 +86,36 @@ def test_rfcn_logits_are_ps_pooled_score_maps():
       maps, pred['proposal_boxes_normalized'], (6, 6), (3, 3))
   np.testing.assert_allclose(pred['class_predictions_with_background'].numpy(),
                              want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_rfcn_with_mtl_trains_on_images_whose_size_the_graph_does_not_know():
+  # the R-FCN paper configs run unpadded at batch 1: height and width unknown to the graph
+  text = _CONFIG.replace('fixed_shape_resizer { height: 96 width: 96 }',
+                         'keep_aspect_ratio_resizer { min_dimension: 64 max_dimension: 128 }')
+  predictor = ('rfcn_box_predictor { conv_hyperparams { op: CONV initializer { '
+               'truncated_normal_initializer { stddev: 0.01 } } } depth: 8 crop_height: 6 '
+               'crop_width: 6 num_spatial_bins_height: 3 num_spatial_bins_width: 3 }')
+  text = ('mtl { window: true closeness: true edgemask: true refine: true refine_residue: true '
+          'window_class_loss_weight: 1.0 closeness_loss_weight: 0.3 edgemask_loss_weight: 1.0 '
+          'refined_classification_loss_weight: 1.0 num_windows: 4 foreground_grid_size: 8 '
+          f'window_box_predictor {{ {predictor} }} closeness_box_predictor {{ {predictor} }} '
+          'edgemask_predictor { kernel_size: 1 conv_hyperparams { op: CONV initializer { '
+          'truncated_normal_initializer { stddev: 0.01 } } } } }\n' + text)
+  cfg = text_format.Parse(text, model_pb2.DetectionModel())
+  model = model_builder.build(cfg, is_training=True, depth_multiplier=0.25,
+                              batch_norm_trainable=True)
+
+  @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+  def step(raw):
+    images, shapes = model.preprocess(raw)
+    model.provide_groundtruth([tf.constant([[0.1, 0.1, 0.6, 0.5], [0.4, 0.5, 0.9, 0.9]])],
+                              [tf.one_hot([0, 2], 3)])
+    pred = model.predict(images, shapes, training=True)
+    losses = model.loss(pred, shapes)
+    model.clear_groundtruth()
+    return tf.add_n(list(losses.values())), tf.shape(images), len(losses)
+
+  for height, width in ((50, 80), (90, 60)):
+    total, shape, count = step(tf.random.uniform([1, height, width, 3], 0, 255))
+    assert np.isfinite(total.numpy()) and int(count) == 8
+    assert shape.numpy()[1:3].max() <= 128 and shape.numpy()[1:3].min() == 64  # unpadded
