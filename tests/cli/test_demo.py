@@ -10,6 +10,7 @@ from PIL import Image
 import pytest
 
 from mtl_ssl.cli import demo
+from mtl_ssl.config import num_steps
 from mtl_ssl.data.scenes import generator
 
 CLASS_NAMES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
@@ -71,7 +72,7 @@ def test_manual_step_schedule_is_scaled_to_num_steps():
   learning_rate.manual_step_learning_rate.initial_learning_rate = 0.01
   entry = learning_rate.manual_step_learning_rate.schedule.add()
   entry.step, entry.learning_rate = 1000, 0.001
-  demo._scale_schedule(learning_rate, 2000, 500)  # pylint: disable=protected-access
+  num_steps.scale_schedule(learning_rate, 2000, 500)
   assert learning_rate.manual_step_learning_rate.schedule[0].step == 250
 
 
