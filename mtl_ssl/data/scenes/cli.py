@@ -16,9 +16,10 @@ from mtl_ssl.data.scenes import preview
 def _parser():
   defaults = generator_lib.SceneConfig()
   parser = argparse.ArgumentParser(
-      prog='mtl_ssl_make_scenes',
+      prog='mtl_ssl_make_scenes', formatter_class=argparse.RawDescriptionHelpFormatter,
       description='Generate the built-in scenes detection data (Fashion-MNIST items pasted on '
-      'real photos) as OD API TFRecords, and/or a preview PNG.')
+      'real photos) as OD API TFRecords, and/or a preview PNG.',
+      epilog='examples:\n' + '\n'.join(__doc__.strip().splitlines()[2:]))
   parser.add_argument('--output_dir', help='writes scenes_train.record, scenes_test.record, '
                       'scenes_label_map.pbtxt and scenes_info.json here')
   parser.add_argument('--preview', metavar='PNG', help='write a picture of the first scenes '
