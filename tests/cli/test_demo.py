@@ -138,7 +138,8 @@ def test_tiny_run_trains_evaluates_exports_and_draws(first_run):
                                           'infer'}
   side = 256  # the scenes images; each picture has a 16 px title strip, cells 4 px apart
   assert Image.open(report['detections_png']).size == (2 * side + 4, 2 * (side + 16) + 4)
-  assert Image.open(report['mtl_labels_png']).size == (3 * side + 8, 2 * (side + 16) + 4)
+  # ground truth | Task 1 | Task 2 | Task 3
+  assert Image.open(report['mtl_labels_png']).size == (4 * side + 12, 2 * (side + 16) + 4)
   with open(report['detections_json'], encoding='utf-8') as f:
     images = json.load(f)['images']
   assert [os.path.basename(i['image']) for i in images] == [
