@@ -19,7 +19,6 @@ from mtl_ssl.data import tf_example_util
 from mtl_ssl.data.converters import common
 
 YEARS = ('VOC2007', 'VOC2012')
-SETS = ('train', 'val', 'trainval', 'test')  # the VOC devkit's sets; any other name works too
 MERGED = 'merged'
 
 
