@@ -188,7 +188,8 @@ def train_loop(pipeline_config_path, model_dir, config_override=None, train_step
   if train_steps and int(train_steps) != train_config.num_steps:
     changes = num_steps.set_num_steps(train_config, train_steps, scale_lr_schedule)
     logging.warning('--num_train_steps %d replaces train_config.num_steps: %s%s', train_steps,
-                    '; '.join(changes), '' if scale_lr_schedule else
+                    '; '.join(changes), ' (--noscale_lr_schedule keeps the config\'s schedule)'
+                    if scale_lr_schedule else
                     ' (without --noscale_lr_schedule the schedule is stretched to fit)')
   train_steps = int(train_steps or train_config.num_steps)
   if train_steps <= 0:
