@@ -57,13 +57,41 @@ def read_config_override(value):
   return value
 
 
+def user_error_types():
+  """Exceptions that mean bad input, not a bug: ValueError (bad flag value, config, data or
+  checkpoint; its message names the culprit), OSError (missing, unwritable or wrong-kind paths)
+  and TensorFlow's file errors when TensorFlow is loaded."""
+  import sys  # pylint: disable=import-outside-toplevel
+  types = (ValueError, OSError)
+  tf = sys.modules.get('tensorflow')
+  errors = getattr(tf, 'errors', None)
+  if errors is not None:
+    types += (errors.NotFoundError, errors.PermissionDeniedError, errors.FailedPreconditionError,
+              errors.InvalidArgumentError, errors.DataLossError, errors.AlreadyExistsError)
+  return types
+
+
+def error_text(error):
+  """The message for the user; of a TensorFlow error (which carries a long op trace) only the
+  first line."""
+  if hasattr(error, 'op') and hasattr(error, 'message'):
+    lines = str(error.message).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+  return str(error) or type(error).__name__
+
+
 def run_main(main):
-  """Console-script wrapper: exit code of main(); a ValueError (bad flag value, config, data or
-  checkpoint; its message names the culprit) is printed as one line instead of a traceback."""
+  """Console-script wrapper: exit code of main(); user errors (user_error_types) are printed as
+  'error: ...' instead of a traceback (exit 1); Ctrl-C exits 130 without one."""
   import sys  # pylint: disable=import-outside-toplevel
   try:
     code = main()
-  except ValueError as error:
-    print(f'error: {error}', file=sys.stderr)
+  except KeyboardInterrupt:
+    print('interrupted', file=sys.stderr)
+    code = 130
+  except Exception as error:  # pylint: disable=broad-except
+    if not isinstance(error, user_error_types()):
+      raise
+    print(f'error: {error_text(error)}', file=sys.stderr)
     code = 1
   sys.exit(code)

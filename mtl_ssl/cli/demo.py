@@ -146,35 +146,11 @@ def prepare_data(data_dir, config):
 # ---------------------------------------------------------------------------------------------
 # configs (stage 1)
 
-def _scale_schedule(learning_rate, old_steps, new_steps):
-  """Stretches a step-based learning-rate schedule written for old_steps to new_steps."""
-  if not old_steps or old_steps == new_steps:
-    return []
-  scale = new_steps / old_steps
-  kind = learning_rate.WhichOneof('learning_rate')
-  changes = []
-  if kind == 'cosine_decay_learning_rate':
-    cosine = learning_rate.cosine_decay_learning_rate
-    cosine.total_steps = new_steps
-    cosine.warmup_steps = int(round(cosine.warmup_steps * scale))
-    cosine.hold_base_rate_steps = int(round(cosine.hold_base_rate_steps * scale))
-    changes.append(f'cosine schedule total_steps {new_steps}, warmup_steps {cosine.warmup_steps}')
-  elif kind == 'manual_step_learning_rate':
-    for entry in learning_rate.manual_step_learning_rate.schedule:
-      entry.step = max(1, int(round(entry.step * scale)))
-    changes.append('manual_step schedule steps scaled by %.3g' % scale)
-  elif kind == 'exponential_decay_learning_rate':
-    decay = learning_rate.exponential_decay_learning_rate
-    decay.decay_steps = max(1, int(round(decay.decay_steps * scale)))
-    decay.burnin_steps = int(round(decay.burnin_steps * scale))
-    changes.append(f'exponential decay_steps {decay.decay_steps}')
-  return changes
-
-
 def resolve_config(config_path, paths, num_steps=None, config_override=''):
   """The configs dict of config_path with the demo data's paths (and num_steps), plus a list of
   what was changed."""
   from mtl_ssl.config import config_util  # pylint: disable=import-outside-toplevel
+  from mtl_ssl.config import num_steps as config_num_steps  # pylint: disable=import-outside-toplevel
   configs = config_util.get_configs_from_pipeline_file(config_path, config_override or None)
   changes = [f'data paths -> {os.path.dirname(paths["label_map"])}']
   readers = [('train', configs['train_input_config'])] + [
@@ -183,13 +159,8 @@ def resolve_config(config_path, paths, num_steps=None, config_override=''):
     reader.label_map_path = paths['label_map']
     del reader.tf_record_input_reader.input_path[:]
     reader.tf_record_input_reader.input_path.append(paths[split])
-  train_config = configs['train_config']
-  if num_steps:
-    old_steps = train_config.num_steps
-    train_config.num_steps = num_steps
-    changes.append(f'num_steps {old_steps} -> {num_steps}')
-    optimizer = getattr(train_config.optimizer, train_config.optimizer.WhichOneof('optimizer'))
-    changes += _scale_schedule(optimizer.learning_rate, old_steps, num_steps)
+  if num_steps:  # the learning-rate schedule is stretched with it
+    changes += config_num_steps.set_num_steps(configs['train_config'], num_steps)
   return configs, changes
 
 
@@ -350,9 +321,18 @@ def summary_text(report):
     if report.get(name):
       lines.append(f'  {name.replace("_", " ")}: {report[name]}')
   lines += [f'  report: {report["report_json"]}',
-            f'  TensorBoard (losses, eval metrics, input pictures): '
-            f'tensorboard --logdir {report["workdir"]}', '=' * 78]
+            f'  TensorBoard (losses, eval metrics, input pictures): {report["tensorboard"]}',
+            '=' * 78]
   return '\n'.join(lines)
+
+
+def tensorboard_command(logdir):
+  """`tensorboard --logdir D`, with the tensorboard of this Python's environment (the venv's
+  bin/ folder, which need not be on PATH) when it is there."""
+  import shlex  # pylint: disable=import-outside-toplevel
+  local = os.path.join(os.path.dirname(sys.executable), 'tensorboard')
+  program = local if os.path.isfile(local) else 'tensorboard'
+  return f'{shlex.quote(program)} --logdir {shlex.quote(logdir)}'
 
 
 def _quiet_library_logs():
@@ -438,7 +418,7 @@ def run_demo(args):
       load_average_at_start=load_at_start,
       load_average_at_end=[round(x, 2) for x in os.getloadavg()], cpus=os.cpu_count(),
       report_json=os.path.join(workdir, 'report.json'),
-      tensorboard=f'tensorboard --logdir {workdir}')
+      tensorboard=tensorboard_command(workdir))
   with open(report['report_json'], 'w', encoding='utf-8') as f:
     json.dump(report, f, indent=2)
   print(summary_text(report), flush=True)
@@ -461,14 +441,20 @@ def main(argv=None):
   cli.init_logging()
   _quiet_library_logs()
   from mtl_ssl.config.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  if os.path.exists(args.workdir) and not os.path.isdir(args.workdir):
+    print(f'error: --workdir {args.workdir}: exists and is not a directory', file=sys.stderr)
+    return 2
   try:
     run_demo(args)
   except (KeyboardInterrupt, TrainingStopped) as stop:
     print(f'\n{stop or "interrupted"}: run the same command again to resume (the data and the '
           'last checkpoint are kept)', file=sys.stderr)
     return 130 if isinstance(stop, KeyboardInterrupt) else 143
-  except (ConfigError, FileNotFoundError) as error:  # a bad --config / override / path
+  except ConfigError as error:  # a bad --config / override
     print(f'error: {error}', file=sys.stderr)
+    return 2
+  except cli.user_error_types() as error:  # a bad path (e.g. --workdir is a file), bad data
+    print(f'error: {cli.error_text(error)}', file=sys.stderr)
     return 2
   return 0
 

@@ -71,7 +71,8 @@ def detections_picture(saved_model, items, category_index, min_score, png_path, 
 
 def mtl_labels_picture(configs, items, category_index, seed, png_path):
   """What the auxiliary tasks learn from each test image's boxes: ground truth | Task-1 windows
-  with their top classes | Task-3 foreground mask (the labels made by mtl_ssl.mtl.labels)."""
+  with their top classes | Task-2 closeness of each box to the other classes | Task-3 foreground
+  mask (the labels made by mtl_ssl.mtl.labels)."""
   mtl_config = configs['model'].mtl
   num_classes = training_utils.num_classes(configs['model'])
   rows = []
@@ -85,6 +86,11 @@ def mtl_labels_picture(configs, items, category_index, seed, png_path):
       row.append(_titled(vis.draw_windows(scene.image, made['mtl_windows'].numpy(),
                                           made['mtl_window_labels'].numpy(), category_index),
                          'Task 1: windows, top classes'))
+    if 'mtl_closeness_labels' in made:
+      row.append(_titled(vis.draw_closeness(scene.image, scene.normalized_boxes(),
+                                            scene.classes + 1,
+                                            made['mtl_closeness_labels'].numpy(), category_index),
+                         'Task 2: closeness to other classes'))
     if 'mtl_foreground_mask' in made:
       row.append(_titled(vis.overlay_mask(scene.image, made['mtl_foreground_mask'].numpy()),
                          'Task 3: foreground mask'))

@@ -1,4 +1,4 @@
-"""Export a trained mtl-ssl detector as a SavedModel (the OD API's exporter_main_v2, same flags).
+r"""Export a trained mtl-ssl detector as a SavedModel (the OD API's exporter_main_v2, same flags).
 
   exporter_main_v2 --input_type=image_tensor --pipeline_config_path=P \
       --trained_checkpoint_dir=MODEL_DIR --output_directory=OUT

@@ -1,4 +1,4 @@
-"""Detect objects in image files with an exported mtl-ssl SavedModel.
+r"""Detect objects in image files with an exported mtl-ssl SavedModel.
 
   mtl_ssl_infer --saved_model_dir=OUT/saved_model --images a.jpg b.png \
       --label_map_path=label_map.pbtxt --output_dir=detections --min_score=0.3

@@ -4,11 +4,18 @@
   model_main_tf2 --pipeline_config_path=P --model_dir=D --checkpoint_dir=D     # evaluate only
   model_main_tf2 --pipeline_config_path=P --model_dir=D --train_and_eval       # both
 
-Training resumes from the latest checkpoint in --model_dir. Evaluation-only mode waits for new
-checkpoints in --checkpoint_dir (up to --eval_timeout seconds) and evaluates each; metrics go to
-<model_dir>/eval (TensorBoard + metrics_<step>.json). --train_and_eval evaluates every
---eval_every_n_checkpoints-th checkpoint as soon as training writes it, in the same process.
+Training resumes from the latest checkpoint in --model_dir. --num_train_steps replaces
+train_config.num_steps and stretches the learning-rate schedule with it (--noscale_lr_schedule
+keeps it); <model_dir>/pipeline.config records the config used. Evaluation-only mode evaluates
+the latest checkpoint of --checkpoint_dir, then each new one, and ends after the final step
+(the num_steps in <checkpoint_dir>/pipeline.config, written by the training run) or after
+--eval_timeout seconds without a new checkpoint; metrics go to <model_dir>/eval (TensorBoard +
+metrics_<step>.json). --train_and_eval evaluates every --eval_every_n_checkpoints-th checkpoint
+as soon as training writes it, in the same process.
 """
+import os
+import shutil
+import sys
 
 from mtl_ssl import cli
 
@@ -20,6 +27,9 @@ def build_parser():
                       help='where checkpoints, summaries and the eval metrics are written')
   parser.add_argument('--num_train_steps', type=int, default=None,
                       help='number of training steps (default train_config.num_steps)')
+  cli.add_bool_flag(parser, 'scale_lr_schedule', True,
+                    'with --num_train_steps: stretch the learning-rate schedule to the new '
+                    'number of steps')
   parser.add_argument('--config_override', default='',
                       help='text proto merged over the pipeline config (or @file)')
   parser.add_argument('--checkpoint_dir', default=None,
@@ -51,12 +61,37 @@ def build_parser():
   return parser
 
 
+def _remove_if_empty(directory):
+  """Removes a directory tree that holds no file (what a failed start may leave)."""
+  if not os.path.isdir(directory):
+    return False
+  if any(files for _, _, files in os.walk(directory)):
+    return False
+  shutil.rmtree(directory)
+  return True
+
+
 def main(argv=None):
+  """Runs the command; a model_dir it created is removed again if the run fails before writing
+  anything to it."""
   args = build_parser().parse_args(argv)
+  if args.num_train_steps is not None and args.num_train_steps < 1:
+    raise ValueError(f'--num_train_steps must be >= 1, got {args.num_train_steps}')
+  created = not os.path.exists(args.model_dir)
+  try:
+    return _run(args)
+  except BaseException:
+    if created and _remove_if_empty(args.model_dir):
+      print(f'(removed the empty --model_dir {args.model_dir} made by this run)', file=sys.stderr)
+    raise
+
+
+def _run(args):
   cli.init_logging()
   # imported here: TF_CPP_MIN_LOG_LEVEL is set by `mtl_ssl.cli` before TensorFlow loads
   from mtl_ssl.config import validation  # pylint: disable=import-outside-toplevel
   from mtl_ssl.training import eval_loop  # pylint: disable=import-outside-toplevel
+  from mtl_ssl.training import input_files  # pylint: disable=import-outside-toplevel
   from mtl_ssl.training import strategies  # pylint: disable=import-outside-toplevel
   from mtl_ssl.training import train_loop  # pylint: disable=import-outside-toplevel
 
@@ -73,6 +108,7 @@ def main(argv=None):
   on_checkpoint = None
   if args.train_and_eval:
     configs = validation.load_and_validate(args.pipeline_config_path, override, 'eval')
+    input_files.check(configs, ('train', 'eval'))  # both, before anything is built
     evaluation = eval_loop.CheckpointEvaluation(
         configs, args.model_dir,
         sample_1_of_n_eval_examples=args.sample_1_of_n_eval_examples)
@@ -91,7 +127,7 @@ def main(argv=None):
       checkpoint_every_n=args.checkpoint_every_n,
       checkpoint_max_to_keep=args.checkpoint_max_to_keep,
       record_summaries=args.record_summaries, log_every_n=args.log_every_n, seed=args.seed,
-      on_checkpoint=on_checkpoint)
+      on_checkpoint=on_checkpoint, scale_lr_schedule=args.scale_lr_schedule)
   return 0
 
 

@@ -5,9 +5,11 @@ same format as the TF Object Detection API's pipeline.config plus `model { mtl {
 Syntax errors, unknown fields and wrong value types raise ConfigError naming the file and
 line:column. Semantic checks live in mtl_ssl.config.validation (`validate`).
 """
+import difflib
 import os
 import re
 
+from google.protobuf import descriptor
 from google.protobuf import text_format
 
 from mtl_ssl.config.errors import ConfigError
@@ -17,7 +19,8 @@ from mtl_ssl.protos import pipeline_pb2
 PIPELINE_CONFIG_NAME = "pipeline.config"
 OVERRIDE_SOURCE = "--config_override"
 
-_NO_FIELD = re.compile(r'Message type "mtl_ssl\.protos\.(\w+)" has no field named "(\w+)"')
+_NO_FIELD = re.compile(r'Message type "mtl_ssl\.protos\.([\w.]+)" has no field named "(\w+)"')
+_NO_ENUM_VALUE = re.compile(r'Enum type "(mtl_ssl\.protos\.[\w.]+)" has no value named (\w+)')
 
 
 def _read_text(path):
@@ -36,14 +39,36 @@ def _read_text(path):
         return f.read()
 
 
-def _hint_for_unknown_field(message):
-    """Explain unknown fields that are known to come from other config dialects."""
-    match = _NO_FIELD.search(message)
-    if not match:
+def _did_you_mean(name, candidates):
+    close = difflib.get_close_matches(name, sorted(candidates), n=3, cutoff=0.6)
+    if not close:
         return ""
-    key = f"{match.group(1)}.{match.group(2)}"
-    hint = support.FOREIGN_FIELD_HINTS.get(key)
-    return f" ({hint})" if hint else ""
+    return " (did you mean " + " or ".join(f"'{c}'" for c in close) + "?)"
+
+
+def _hint_for_unknown_field(message):
+    """Explain unknown fields known to come from other config dialects; else suggest the
+    closest field (or enum value) names of that message."""
+    pool = pipeline_pb2.DESCRIPTOR.pool
+    match = _NO_FIELD.search(message)
+    if match:
+        key = f"{match.group(1)}.{match.group(2)}"
+        hint = support.FOREIGN_FIELD_HINTS.get(key)
+        if hint:
+            return f" ({hint})"
+        try:
+            fields = pool.FindMessageTypeByName(f"mtl_ssl.protos.{match.group(1)}").fields
+        except KeyError:
+            return ""
+        return _did_you_mean(match.group(2), [f.name for f in fields])
+    match = _NO_ENUM_VALUE.search(message)
+    if match:
+        try:
+            values = pool.FindEnumTypeByName(match.group(1)).values
+        except KeyError:
+            return ""
+        return _did_you_mean(match.group(2), [v.name for v in values])
+    return ""
 
 
 def merge_text(text, pipeline_config, source):
@@ -72,11 +97,50 @@ def parse_pipeline_text(text, source="<string>"):
     return merge_text(text, pipeline_pb2.TrainEvalPipelineConfig(), source)
 
 
+def _is_repeated(field):
+    # protobuf >= 5.28 has is_repeated; FieldDescriptor.label is gone in protobuf 7
+    if hasattr(field, "is_repeated"):
+        return field.is_repeated
+    return field.label == descriptor.FieldDescriptor.LABEL_REPEATED
+
+
+def merge_replacing_lists(source, target):
+    """Merge message `source` into `target`; a repeated field set in `source` REPLACES target's
+    list (text_format.Merge would append to it). Singular fields are merged field by field."""
+    for field, value in source.ListFields():
+        if _is_repeated(field):
+            target.ClearField(field.name)
+            container = getattr(target, field.name)
+            if field.type == descriptor.FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
+                container.MergeFrom(value)
+            else:
+                container.extend(value)
+        elif field.type == descriptor.FieldDescriptor.TYPE_MESSAGE:
+            sub_message = getattr(target, field.name)
+            sub_message.SetInParent()  # also selects it in its oneof, even when empty
+            merge_replacing_lists(value, sub_message)
+        else:
+            setattr(target, field.name, value)
+    return target
+
+
+def merge_override(text, pipeline_config, source=OVERRIDE_SOURCE):
+    """Merge --config_override text over a pipeline config.
+
+    Singular fields are set field by field (the rest of each message stays); a repeated field
+    named in the override replaces the config's list instead of being appended to it: an
+    override's `eval_input_reader { ... }` is THE eval reader, `input_path: "x"` is THE input
+    path, `metrics_set: "..."` is THE metrics set. (The OD API appends; see docs/migrating.md.)
+    """
+    override = merge_text(text, pipeline_pb2.TrainEvalPipelineConfig(), source)
+    return merge_replacing_lists(override, pipeline_config)
+
+
 def get_pipeline_proto_from_file(pipeline_config_path, config_override=None):
-    """Read the file and merge the optional --config_override text over it."""
+    """Read the file and merge the optional --config_override text over it (merge_override)."""
     pipeline_config = parse_pipeline_text(_read_text(pipeline_config_path), os.fspath(pipeline_config_path))
     if config_override:
-        merge_text(config_override, pipeline_config, OVERRIDE_SOURCE)
+        merge_override(config_override, pipeline_config)
     return pipeline_config
 
 

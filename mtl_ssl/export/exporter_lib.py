@@ -83,6 +83,22 @@ class DetectionInferenceModule(tf.Module):
       return tf.function(serve).get_concrete_function(spec)
 
 
+class ServingModule(tf.Module):
+  """What saved_model/ holds: the serving signature, the variables it reads, and input_type.
+
+  Not the Keras model itself: its layers are run through predict / postprocess rather than
+  Keras __call__, and the training-only ones (auxiliary heads) never run at inference, so Keras
+  would call them 'not built' and skip them with one warning each ("Skipping full serialization
+  of TF-Keras layer ..."). The signature is all a SavedModel user needs; the Keras model is in
+  checkpoint/ for code that rebuilds it from pipeline.config.
+  """
+
+  def __init__(self, model, input_type):
+    super().__init__()
+    self.model_variables = list(model.variables)
+    self.input_type = tf.Variable(input_type, trainable=False, dtype=tf.string)
+
+
 def build_and_restore(model_config, checkpoint_path):
   """Inference model with every variable created, then restored from a training checkpoint
   (optimizer slots and training-only parts of the checkpoint are ignored; every variable of
@@ -104,10 +120,9 @@ def export_inference_graph(input_type, pipeline_config_path, trained_checkpoint_
   checkpoint_path = checkpoints.resolve_checkpoint(trained_checkpoint_dir,
                                                    '--trained_checkpoint_dir')
   model = build_and_restore(configs['model'], checkpoint_path)
-  module = DetectionInferenceModule(model)
-  concrete = module.signature(input_type)
-  # read back by mtl_ssl.export.inference to feed the signature the right way
-  module.input_type = tf.Variable(input_type, trainable=False, dtype=tf.string)
+  concrete = DetectionInferenceModule(model).signature(input_type)
+  # input_type is read back by mtl_ssl.export.inference to feed the signature the right way
+  module = ServingModule(model, input_type)
 
   checkpoint_dir = os.path.join(output_directory, 'checkpoint')
   manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), checkpoint_dir,

@@ -18,10 +18,12 @@ import tensorflow as tf
 
 from mtl_ssl.builders import dataset_builder
 from mtl_ssl.builders import model_builder
+from mtl_ssl.config import config_util
 from mtl_ssl.config import validation
 from mtl_ssl.data.fields import InputDataFields as fields
 from mtl_ssl.evaluation import builder as evaluator_builder
 from mtl_ssl.training import checkpoints
+from mtl_ssl.training import input_files
 from mtl_ssl.training import model_io
 from mtl_ssl.training import summaries
 from mtl_ssl.training import training_utils
@@ -64,6 +66,7 @@ class CheckpointEvaluation:
     self.configs = configs
     self.eval_config = configs['eval_config']
     self.input_config = eval_input_config(configs, eval_index, sample_1_of_n_eval_examples)
+    input_files.check(configs, ('eval',), eval_index)
     self.model = model_builder.build(configs['model'], is_training=False)
     self.num_visualizations = int(self.eval_config.num_visualizations)
     retain = bool(self.eval_config.retain_original_images) and self.num_visualizations > 0
@@ -74,10 +77,16 @@ class CheckpointEvaluation:
     self.categories = training_utils.categories(self.input_config, configs['model'])
     self.category_index = {c['id']: c for c in self.categories}
     self.eval_dir = os.path.join(model_dir, 'eval')
-    self.writer = tf.summary.create_file_writer(self.eval_dir)
+    self._writer = None  # made at the first evaluation: a failed start writes nothing
     self.checkpoint = tf.train.Checkpoint(model=self.model)
     self._built = False
     self._eval_step = training_utils.GraphFunction(self._step, relax_image_size=True)
+
+  @property
+  def writer(self):
+    if self._writer is None:
+      self._writer = tf.summary.create_file_writer(self.eval_dir)
+    return self._writer
 
   def _step(self, features, labels):
     model_io.provide_groundtruth(self.model, labels)
@@ -154,13 +163,36 @@ class CheckpointEvaluation:
     return metrics
 
 
+def recorded_num_steps(checkpoint_dir):
+  """train_config.num_steps of the pipeline.config a training run wrote to checkpoint_dir (the
+  steps it really trains, e.g. after --num_train_steps), or None."""
+  path = os.path.join(checkpoint_dir, config_util.PIPELINE_CONFIG_NAME)
+  if not tf.io.gfile.exists(path):
+    return None
+  try:
+    return int(config_util.get_configs_from_pipeline_file(path)['train_config'].num_steps) or None
+  except ValueError as error:
+    logging.warning('cannot read the number of training steps from %s: %s', path, error)
+    return None
+
+
 def eval_continuously(pipeline_config_path, model_dir, checkpoint_dir, config_override=None,
                       train_steps=None, sample_1_of_n_eval_examples=None, wait_interval=None,
                       timeout=3600, eval_index=0):
-  """Evaluates each new checkpoint of checkpoint_dir until one at >= train_steps is done or no
-  new checkpoint appears for `timeout` seconds. Returns {step: metrics}."""
+  """Evaluates each new checkpoint of checkpoint_dir until one at >= the final training step is
+  done or no new checkpoint appears for `timeout` seconds. Returns {step: metrics}.
+
+  The final step is train_steps if given, else the num_steps recorded in checkpoint_dir's
+  pipeline.config by the training run (which holds its --num_train_steps), else the config's.
+  """
   configs = validation.load_and_validate(pipeline_config_path, config_override, mode='eval')
-  train_steps = int(train_steps or configs['train_config'].num_steps)
+  if not train_steps:
+    recorded = recorded_num_steps(checkpoint_dir)
+    train_steps = recorded or configs['train_config'].num_steps
+    if recorded:
+      logging.info('The training run in %s ends at step %d (its pipeline.config)',
+                   checkpoint_dir, recorded)
+  train_steps = int(train_steps)
   if wait_interval is None:
     wait_interval = configs['eval_config'].eval_interval_secs
   evaluation = CheckpointEvaluation(configs, model_dir, eval_index, sample_1_of_n_eval_examples)
@@ -175,4 +207,3 @@ def eval_continuously(pipeline_config_path, model_dir, checkpoint_dir, config_ov
   if not results:
     logging.warning('No checkpoint appeared in %s within %s s', checkpoint_dir, timeout)
   return results
-

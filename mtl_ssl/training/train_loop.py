@@ -20,9 +20,11 @@ from mtl_ssl.builders import dataset_builder
 from mtl_ssl.builders import model_builder
 from mtl_ssl.builders import optimizer_builder
 from mtl_ssl.config import config_util
+from mtl_ssl.config import num_steps
 from mtl_ssl.config import validation
 from mtl_ssl.data.fields import InputDataFields as fields
 from mtl_ssl.training import checkpoints
+from mtl_ssl.training import input_files
 from mtl_ssl.training import model_io
 from mtl_ssl.training import strategies
 from mtl_ssl.training import summaries
@@ -179,14 +181,25 @@ def _input_pictures(configs, model, category_index, seed):
 
 def train_loop(pipeline_config_path, model_dir, config_override=None, train_steps=None,
                strategy=None, checkpoint_every_n=1000, checkpoint_max_to_keep=7,
-               record_summaries=True, log_every_n=100, seed=None, on_checkpoint=None):
+               record_summaries=True, log_every_n=100, seed=None, on_checkpoint=None,
+               scale_lr_schedule=True):
   """Trains to `train_steps` (default train_config.num_steps) global steps.
 
+  A train_steps other than num_steps replaces it, and stretches the learning-rate schedule with
+  it unless scale_lr_schedule=False (mtl_ssl.config.num_steps); <model_dir>/pipeline.config
+  records the values used. Nothing is written to model_dir before the model and data are built.
   on_checkpoint(path, step): called on the chief after each checkpoint is written (used by the
   train-and-evaluate mode). Returns the list of logged {'step', losses..., 'learning_rate'}.
   """
   configs = validation.load_and_validate(pipeline_config_path, config_override, mode='train')
+  input_files.check(configs, ('train',))
   train_config = configs['train_config']
+  if train_steps and int(train_steps) != train_config.num_steps:
+    changes = num_steps.set_num_steps(train_config, train_steps, scale_lr_schedule)
+    logging.warning('--num_train_steps %d replaces train_config.num_steps: %s%s', train_steps,
+                    '; '.join(changes), ' (--noscale_lr_schedule keeps the config\'s schedule)'
+                    if scale_lr_schedule else
+                    ' (without --noscale_lr_schedule the schedule is stretched to fit)')
   train_steps = int(train_steps or train_config.num_steps)
   if train_steps <= 0:
     raise ValueError('no number of training steps: set --num_train_steps or '
@@ -198,14 +211,14 @@ def train_loop(pipeline_config_path, model_dir, config_override=None, train_step
     return []
   strategy = strategy or tf.distribute.get_strategy()
   chief = strategies.is_chief(strategy)
-  if chief:
-    config_util.save_pipeline_config(configs, model_dir)
   if seed is not None:
     tf.random.set_seed(seed)
 
   start = time.time()
   trainer = _Trainer(configs, strategy, seed)
   trainer.restore_or_fine_tune(model_dir)
+  if chief:  # after a successful start: a failed one leaves no model_dir behind
+    config_util.save_pipeline_config(configs, model_dir)
   logging.info('Model, data and optimizer ready in %.1f s (%d replicas, global batch %d)',
                time.time() - start, strategy.num_replicas_in_sync, train_config.batch_size)
   step = int(trainer.optimizer.iterations.numpy())

@@ -10,6 +10,7 @@ from PIL import Image
 import pytest
 
 from mtl_ssl.cli import demo
+from mtl_ssl.config import num_steps
 from mtl_ssl.data.scenes import generator
 
 CLASS_NAMES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
@@ -71,7 +72,7 @@ def test_manual_step_schedule_is_scaled_to_num_steps():
   learning_rate.manual_step_learning_rate.initial_learning_rate = 0.01
   entry = learning_rate.manual_step_learning_rate.schedule.add()
   entry.step, entry.learning_rate = 1000, 0.001
-  demo._scale_schedule(learning_rate, 2000, 500)  # pylint: disable=protected-access
+  num_steps.scale_schedule(learning_rate, 2000, 500)
   assert learning_rate.manual_step_learning_rate.schedule[0].step == 250
 
 
@@ -137,7 +138,8 @@ def test_tiny_run_trains_evaluates_exports_and_draws(first_run):
                                           'infer'}
   side = 256  # the scenes images; each picture has a 16 px title strip, cells 4 px apart
   assert Image.open(report['detections_png']).size == (2 * side + 4, 2 * (side + 16) + 4)
-  assert Image.open(report['mtl_labels_png']).size == (3 * side + 8, 2 * (side + 16) + 4)
+  # ground truth | Task 1 | Task 2 | Task 3
+  assert Image.open(report['mtl_labels_png']).size == (4 * side + 12, 2 * (side + 16) + 4)
   with open(report['detections_json'], encoding='utf-8') as f:
     images = json.load(f)['images']
   assert [os.path.basename(i['image']) for i in images] == [

@@ -177,8 +177,54 @@ def test_config_override_is_merged_over_the_file(tmp_path):
     assert configs["model"].faster_rcnn.initial_crop_size == 14
     assert configs["train_config"].batch_size == 2 and configs["train_config"].num_steps == 10
     assert configs["train_config"].sync_replicas
-    # repeated fields are appended (text_format.Merge semantics, as in the OD API)
-    assert list(configs["eval_config"].metrics_set) == ["coco_detection_metrics", "pascal_voc_detection_metrics"]
+    # a repeated field named in the override replaces the list (the OD API would append)
+    assert list(configs["eval_config"].metrics_set) == ["pascal_voc_detection_metrics"]
+
+
+def test_override_replaces_the_eval_reader_and_input_paths(tmp_path):
+    path = _write(tmp_path, samples.mtl_config_text(tmp_path))
+    original = config_util.get_configs_from_pipeline_file(path)
+    assert len(original["eval_input_configs"]) == 1
+    override = """
+        train_input_reader { tf_record_input_reader { input_path: "mine_train.record" } }
+        eval_input_reader { label_map_path: "mine.pbtxt"
+                            tf_record_input_reader { input_path: "mine_val.record" } }
+        model { faster_rcnn { first_stage_anchor_generator { grid_anchor_generator {
+            scales: [0.5, 1.0] } } } }
+    """
+    configs = config_util.get_configs_from_pipeline_file(path, config_override=override)
+    (reader,) = configs["eval_input_configs"]  # replaced, not a second reader
+    assert reader.label_map_path == "mine.pbtxt"
+    assert list(reader.tf_record_input_reader.input_path) == ["mine_val.record"]
+    assert not reader.HasField("num_epochs")  # the whole reader is the override's
+    train = configs["train_input_config"]
+    assert list(train.tf_record_input_reader.input_path) == ["mine_train.record"]
+    assert train.label_map_path == original["train_input_config"].label_map_path  # kept
+    grid = configs["model"].faster_rcnn.first_stage_anchor_generator.grid_anchor_generator
+    old_grid = original["model"].faster_rcnn.first_stage_anchor_generator.grid_anchor_generator
+    assert list(grid.scales) == [0.5, 1.0]
+    assert list(grid.aspect_ratios) == list(old_grid.aspect_ratios)  # not named: kept
+    # an empty message in the override switches a oneof, as in the file syntax
+    configs = config_util.get_configs_from_pipeline_file(
+        path, "model { faster_rcnn { image_resizer { fixed_shape_resizer { } } } }")
+    assert configs["model"].faster_rcnn.image_resizer.WhichOneof("image_resizer_oneof") == "fixed_shape_resizer"
+
+
+@pytest.mark.parametrize("text, suggestion", [
+    ("train_config {\n  batch_sise: 2\n}", "did you mean 'batch_size'?"),
+    ("model { faster_rcnn { num_clases: 3 } }", "did you mean 'num_classes'?"),
+    ("eval_input_reader { tf_record_input_reader { input_paht: 'x' } }", "did you mean 'input_path'?"),
+    ("model { faster_rcnn { second_stage_post_processing { score_converter: SOFTMX } } }",
+     "did you mean 'SOFTMAX'?"),
+])
+def test_unknown_names_get_a_did_you_mean(tmp_path, text, suggestion):
+    path = _write(tmp_path, samples.mtl_config_text(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        config_util.get_configs_from_pipeline_file(path, text)
+    assert suggestion in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        config_util.parse_pipeline_text("model { faster_rcnn { xyzzy: 1 } }")
+    assert "did you mean" not in str(info.value)  # nothing close: no guess
 
 
 def test_bad_override_names_the_override_and_line(tmp_path):

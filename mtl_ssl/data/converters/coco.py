@@ -9,6 +9,7 @@ import io
 import json
 import numbers
 import os
+import sys
 
 from pycocotools.coco import COCO
 
@@ -98,7 +99,7 @@ def _category_names(data, label_map_path, annotations_file):
   return names
 
 
-def _example_for(coco, image, image_dir, names, summary):
+def _example_for(coco, image, image_dir, names, summary, keep_unknown_class_images=False):
   where = image['file_name']
   image_path = os.path.join(image_dir, image['file_name'])
   if not os.path.isfile(image_path):
@@ -107,19 +108,23 @@ def _example_for(coco, image, image_dir, names, summary):
   with open(image_path, 'rb') as f:
     encoded = f.read()
   try:
-    fmt, height, width = common.inspect_image(encoded)
+    encoded, fmt, height, width, converted_from = common.prepare_image(encoded)
   except common.BadImageError as e:
     summary.skip_image(e.reason, f'{image_path} ({e})')
     return None
+  if converted_from:
+    summary.note(f'{converted_from}_images_re_encoded_as_png', image_path)
   if (image.get('height'), image.get('width')) not in ((None, None), (height, width)):
     summary.note('json_size_differs_from_image_used_image_size', where)
   boxes, ids, texts, crowd, areas = [], [], [], [], []
+  unknown = 0
   for ann in coco.imgToAnns.get(image['id'], []):
     ann_where = f'{where} annotation {ann["id"]}'
     category = ann['category_id']
     if category not in names:
       summary.drop_box('unknown_category', ann_where)
       summary.unknown_classes[category] += 1
+      unknown += 1
       continue
     bbox = _bbox_numbers(ann.get('bbox'))
     if bbox is None:
@@ -140,8 +145,8 @@ def _example_for(coco, image, image_dir, names, summary):
     clipped_area = (box[2] - box[0]) * height * (box[3] - box[1]) * width
     area = ann.get('area')
     areas.append(float(area) if isinstance(area, numbers.Real) else clipped_area)
-  if not boxes:
-    summary.note('images_without_boxes_kept', where)
+  if not common.keep_or_skip_empty(boxes, unknown, keep_unknown_class_images, summary, where):
+    return None
   if any(crowd):
     summary.note('crowd_boxes_kept', count=sum(crowd))
   summary.boxes_written += len(boxes)
@@ -151,13 +156,15 @@ def _example_for(coco, image, image_dir, names, summary):
 
 
 def convert_coco(image_dir, annotations_file, output_path, num_shards=1, label_map_path=None,
-                 show_progress=True):
+                 show_progress=True, keep_unknown_class_images=False):
   """Converts every image listed in the json (sorted by id); returns the summary."""
   if not os.path.isdir(image_dir):
     raise common.ConversionError(f'--image_dir {image_dir}: no such directory')
   data = _load_json(annotations_file)
   names = _category_names(data, label_map_path, annotations_file)
+  common.check_output_path(output_path)
   summary = common.ConversionSummary(f'COCO {os.path.basename(annotations_file)}')
+  summary.label_map_path = label_map_path
   if 'annotations' not in data:
     summary.note('json_has_no_annotations_key (image info only)', annotations_file)
   images = _valid_images(data, summary, annotations_file)
@@ -171,26 +178,51 @@ def convert_coco(image_dir, annotations_file, output_path, num_shards=1, label_m
     summary.output_paths = writer.paths
     for image in common.progress(images, len(images), 'COCO', show_progress):
       summary.images_seen += 1
-      example = _example_for(coco, image, image_dir, names, summary)
+      example = _example_for(coco, image, image_dir, names, summary, keep_unknown_class_images)
       if example is not None:
         writer.write(example)
         summary.images_written += 1
   return summary
 
 
-def main(argv=None):
-  """Command line: flags named as in the OD API's create_coco_tf_record.py (one json per run)."""
+def build_parser():
   import argparse  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(description='Convert COCO detection json to OD API TFRecords.')
+  parser = argparse.ArgumentParser(
+      prog='mtl_ssl_create_coco_tf_record', formatter_class=argparse.RawDescriptionHelpFormatter,
+      description='Convert a COCO detection json + image folder to OD API TFRecords.',
+      epilog=r"""examples:
+  mtl_ssl_create_coco_tf_record --image_dir=my_coco/images \
+      --annotations_file=my_coco/train.json --output_path=data/my_train.record
+  mtl_ssl_create_coco_tf_record --image_dir=/data/coco/val2017 \
+      --annotations_file=/data/coco/annotations/instances_val2017.json \
+      --output_path=/data/coco_val.record --num_shards=10
+
+Exit code 0: written; 1: nothing usable (every image skipped or every box dropped; the files
+are removed); 2: bad paths, json or label map.""")
   parser.add_argument('--image_dir', required=True, help='folder with the json\'s file_names')
   parser.add_argument('--annotations_file', required=True, help='instances_*.json')
   parser.add_argument('--output_path', required=True, help='output TFRecord path')
-  parser.add_argument('--num_shards', type=int, default=1)
   parser.add_argument('--label_map_path', default=None,
-                      help='optional: keep only categories in this label map, names from it')
-  parser.add_argument('--no_progress', action='store_true', help='hide the progress bar')
-  args = parser.parse_args(argv)
+                      help='optional: keep only categories in this label map, names from it '
+                      '(default: every category of the json, with its id and name)')
+  common.add_common_flags(parser)
+  return parser
+
+
+def main(argv=None):
+  """Command line: flags named as in the OD API's create_coco_tf_record.py (one json per run)."""
+  args = build_parser().parse_args(argv)
   return common.run_and_report(
       convert_coco, args.image_dir, args.annotations_file, args.output_path,
       num_shards=args.num_shards, label_map_path=args.label_map_path,
-      show_progress=not args.no_progress)
+      show_progress=not args.no_progress,
+      keep_unknown_class_images=args.keep_unknown_class_images)
+
+
+def run():
+  """Console script `mtl_ssl_create_coco_tf_record` (also `python -m` this module)."""
+  sys.exit(main())
+
+
+if __name__ == '__main__':
+  run()

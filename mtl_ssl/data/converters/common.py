@@ -39,6 +39,7 @@ class ConversionSummary:
     self.unknown_classes = collections.Counter()  # class name/id -> count
     self.examples = collections.defaultdict(list)  # reason -> a few file names, for the report
     self.output_paths = []
+    self.label_map_path = None  # named in the hint when every class name was unknown
 
   def skip_image(self, reason, where):
     self.images_skipped[reason] += 1
@@ -56,6 +57,21 @@ class ConversionSummary:
   def _remember(self, reason, where):
     if len(self.examples[reason]) < 3:
       self.examples[reason].append(str(where))
+
+  def failure(self):
+    """Why the written data set is unusable (nothing written, every box dropped), or None."""
+    if not self.images_written:
+      return f'no image was written ({self.images_seen} seen)'
+    dropped = sum(self.boxes_dropped.values())
+    if self.boxes_written or not dropped:
+      return None
+    text = f'every box was dropped ({dropped} boxes, none written)'
+    if self.unknown_classes:
+      names = ', '.join(str(name) for name in sorted(self.unknown_classes, key=str)[:10])
+      text += (f'; classes not in the label map {self.label_map_path or ""}: {names}. Write a '
+               'label map with your class names (item { id: 1 name: "..." }) and pass it as '
+               '--label_map_path')
+    return text
 
   def as_dict(self):
     return {
@@ -90,22 +106,60 @@ class ConversionSummary:
     return '\n'.join(lines)
 
 
-def inspect_image(encoded):
-  """Decodes the bytes fully; returns (format 'jpeg'|'png', height, width) or raises BadImageError."""
+def _decode(encoded):
+  """Fully decoded PIL image (truncated or corrupt files fail here) or BadImageError."""
   try:
-    with Image.open(io.BytesIO(encoded)) as image:
-      fmt = (image.format or '').lower()
-      image.load()  # decode all pixels: truncated or corrupt files fail here
-      width, height = image.size
+    image = Image.open(io.BytesIO(encoded))
+    image.load()
   except Exception as e:  # PIL raises many types for bad data
     reason = re.sub(r' <_io\.BytesIO object at 0x[0-9a-f]+>', '', str(e))
     raise BadImageError('corrupt_image', f'cannot decode image: {reason}') from e
+  if image.size[0] < 1 or image.size[1] < 1:
+    raise BadImageError('corrupt_image', f'empty image {image.size[0]}x{image.size[1]}')
+  return image
+
+
+def inspect_image(encoded):
+  """Decodes the bytes fully; returns (format 'jpeg'|'png', height, width) or raises BadImageError."""
+  image = _decode(encoded)
+  fmt = (image.format or '').lower()
   if fmt not in ('jpeg', 'png'):
     raise BadImageError('unsupported_image_format',
                         f'unsupported image format {fmt or "unknown"!r} (need JPEG or PNG)')
-  if width < 1 or height < 1:
-    raise BadImageError('corrupt_image', f'empty image {width}x{height}')
-  return fmt, height, width
+  return fmt, image.size[1], image.size[0]
+
+
+def _to_8bit_rgb(image):
+  """RGB (or L) uint8 copy of any PIL mode: 16/32-bit and float images scaled to 0..255."""
+  if image.mode in ('RGB', 'L'):
+    return image
+  if image.mode.startswith('I;16'):
+    return Image.fromarray((np.asarray(image, np.uint16) >> 8).astype(np.uint8))
+  if image.mode in ('I', 'F'):
+    pixels = np.asarray(image, np.float64)
+    low, high = float(np.min(pixels)), float(np.max(pixels))
+    scaled = (pixels - low) * (255.0 / (high - low)) if high > low else pixels * 0.0
+    return Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8))
+  if image.mode in ('LA', 'La') or image.mode.startswith('L;'):
+    return image.convert('L')
+  return image.convert('RGB')  # P, RGBA, CMYK, YCbCr, LAB, 1, ...
+
+
+def prepare_image(encoded):
+  """(bytes, format, height, width, original format or None) of an image for a tf.Example.
+
+  JPEG and PNG bytes are kept as they are; anything else PIL decodes (TIFF, BMP, GIF, WebP,
+  ...) is re-encoded as lossless PNG (first frame; 16-bit scaled to 8-bit, alpha dropped), so
+  the input pipeline, which decodes JPEG and PNG, can read it. BadImageError when undecodable.
+  """
+  image = _decode(encoded)
+  fmt = (image.format or '').lower()
+  width, height = image.size
+  if fmt in ('jpeg', 'png'):
+    return encoded, fmt, height, width, None
+  buffer = io.BytesIO()
+  _to_8bit_rgb(image).save(buffer, format='PNG')
+  return buffer.getvalue(), 'png', height, width, fmt or 'unknown'
 
 
 def clean_box(xmin, ymin, xmax, ymax, width, height):
@@ -142,15 +196,66 @@ def default_label_map(name):
   return os.path.join(here, 'label_maps', f'{name}_label_map.pbtxt')
 
 
+def check_output_path(output_path):
+  """ConversionError naming --output_path when it is a directory or cannot be written."""
+  if '://' in output_path:  # gs:// and friends: tf.io.TFRecordWriter reports problems itself
+    return
+  if os.path.isdir(output_path):
+    raise ConversionError(f'--output_path {output_path}: is a directory (give a file name, e.g. '
+                          f'{os.path.join(output_path, "train.record")})')
+  directory = os.path.dirname(os.path.abspath(output_path))
+  try:
+    os.makedirs(directory, exist_ok=True)
+  except OSError as e:
+    raise ConversionError(f'--output_path {output_path}: cannot create its directory ({e})') from e
+  if not os.access(directory, os.W_OK | os.X_OK):
+    raise ConversionError(f'--output_path {output_path}: directory {directory} is not writable')
+
+
 def run_and_report(convert_fn, *args, **kwargs):
   """Runs a converter for a command line: prints the summary, returns an exit code.
 
-  0 when something was written, 1 when every image was skipped, 2 on a ConversionError.
+  0 when a usable data set was written; 1 when nothing usable was (every image skipped or every
+  box dropped: the summary says why and the written files are removed, so no silently empty data
+  set is left behind); 2 on a ConversionError (bad paths, unreadable annotations or label map).
   """
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # before TensorFlow loads to write records
   try:
     summary = convert_fn(*args, **kwargs)
   except ConversionError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   print(summary.format())
-  return 0 if summary.images_written else 1
+  problem = summary.failure()
+  if problem is None:
+    return 0
+  removed = [path for path in summary.output_paths if os.path.isfile(path)]
+  for path in removed:
+    os.remove(path)
+  print(f'error: {problem}' + (f' (removed {", ".join(removed)})' if removed else ''),
+        file=sys.stderr)
+  return 1
+
+
+def add_common_flags(parser):
+  """Flags both converters share (after their own)."""
+  parser.add_argument('--num_shards', type=int, default=1)
+  parser.add_argument('--keep_unknown_class_images', action='store_true',
+                      help='keep images whose boxes all have classes outside the label map, as '
+                      'images without boxes (default: skip them; they are not true negatives)')
+  parser.add_argument('--no_progress', action='store_true', help='hide the progress bar')
+
+
+def keep_or_skip_empty(kept_boxes, unknown_dropped, keep_unknown_class_images, summary, where):
+  """Whether an image with no kept box is written; counts the decision in the summary.
+
+  An image whose only boxes were of classes outside the label map is skipped unless asked:
+  its objects are there, just unlabeled, so it is no clean negative example.
+  """
+  if kept_boxes:
+    return True
+  if unknown_dropped and not keep_unknown_class_images:
+    summary.skip_image('only_unknown_class_boxes', where)
+    return False
+  summary.note('images_without_boxes_kept', where)
+  return True

@@ -5,6 +5,7 @@
 """
 import argparse
 import dataclasses
+import os
 import sys
 
 from mtl_ssl.data.scenes import generator as generator_lib
@@ -15,9 +16,10 @@ from mtl_ssl.data.scenes import preview
 def _parser():
   defaults = generator_lib.SceneConfig()
   parser = argparse.ArgumentParser(
-      prog='mtl_ssl_make_scenes',
+      prog='mtl_ssl_make_scenes', formatter_class=argparse.RawDescriptionHelpFormatter,
       description='Generate the built-in scenes detection data (Fashion-MNIST items pasted on '
-      'real photos) as OD API TFRecords, and/or a preview PNG.')
+      'real photos) as OD API TFRecords, and/or a preview PNG.',
+      epilog='examples:\n' + '\n'.join(__doc__.strip().splitlines()[2:]))
   parser.add_argument('--output_dir', help='writes scenes_train.record, scenes_test.record, '
                       'scenes_label_map.pbtxt and scenes_info.json here')
   parser.add_argument('--preview', metavar='PNG', help='write a picture of the first scenes '
@@ -53,29 +55,46 @@ def config_from_args(args):
   return generator_lib.SceneConfig(**values)
 
 
+def _check_paths(args):
+  """Clear messages for output paths that cannot work, before any scene is made."""
+  if args.output_dir:
+    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+      raise ValueError(f'--output_dir {args.output_dir}: exists and is not a directory')
+  if args.preview:
+    if os.path.isdir(args.preview):
+      raise ValueError(f'--preview {args.preview}: is a directory (give a .png file name)')
+    folder = os.path.dirname(os.path.abspath(args.preview))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+      raise ValueError(f'--preview {args.preview}: {folder} is not a directory')
+
+
 def run(argv=None):
-  """Entry point; returns the exit code (0 ok, 2 bad options or missing inputs)."""
+  """Entry point; returns the exit code (0 ok, 2 bad options, missing inputs or unwritable
+  outputs: a one-line error, no traceback)."""
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
   parser = _parser()
   args = parser.parse_args(argv)
   if not args.output_dir and not args.preview:
     parser.error('give --output_dir and/or --preview')
   try:
+    _check_paths(args)
     config = config_from_args(args)
     generator = generator_lib.SceneGenerator(config)
-  except (ValueError, FileNotFoundError, ImportError) as e:
+    if args.preview:
+      os.makedirs(os.path.dirname(os.path.abspath(args.preview)), exist_ok=True)
+      preview.write_preview(generator, args.preview, args.preview_split, args.preview_count)
+      print(f'preview of {args.preview_count} {args.preview_split} scenes: {args.preview}')
+    if args.output_dir:
+      info = generator_lib.write_dataset(config, args.output_dir,
+                                         show_progress=not args.no_progress, generator=generator)
+      for split, split_info in info['splits'].items():
+        print(f'{split}: {split_info["images"]} images, {split_info["boxes"]} boxes -> '
+              + ', '.join(split_info['paths']))
+      print(f'label map: {info["label_map_path"]}  (objects: {info["objects"]}, layout '
+            f'{config.layout}, seed {config.seed}, {info["seconds"]} s)')
+  except (ValueError, OSError, ImportError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
-  if args.preview:
-    preview.write_preview(generator, args.preview, args.preview_split, args.preview_count)
-    print(f'preview of {args.preview_count} {args.preview_split} scenes: {args.preview}')
-  if args.output_dir:
-    info = generator_lib.write_dataset(config, args.output_dir,
-                                       show_progress=not args.no_progress, generator=generator)
-    for split, split_info in info['splits'].items():
-      print(f'{split}: {split_info["images"]} images, {split_info["boxes"]} boxes -> '
-            + ', '.join(split_info['paths']))
-    print(f'label map: {info["label_map_path"]}  (objects: {info["objects"]}, layout '
-          f'{config.layout}, seed {config.seed}, {info["seconds"]} s)')
   return 0
 
 
