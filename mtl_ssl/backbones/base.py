@@ -17,6 +17,10 @@ Training switches (as the MTL-SSL paper trained):
                               'block1'..'block3', the original TF1 config field) says the same.
   weight_decay=w              regularization_losses() = w/2 * sum of squared trainable
                               kernels (TF1 slim l2_regularizer convention, as the paper's code).
+  compute_dtype='bfloat16'    every layer computes in bfloat16 with float32 variables (the
+                              tf_keras 'mixed_bfloat16' policy; batch norm keeps float32
+                              statistics); the models' outputs (F, box-classifier features)
+                              are cast back to float32, so nothing downstream changes.
 """
 
 import tensorflow as tf
@@ -45,6 +49,10 @@ class FrozenBatchNormalization(tf_keras.layers.BatchNormalization):
   def call(self, inputs, training=None):
     del training
     return super().call(inputs, training=False)
+
+
+COMPUTE_DTYPES = ('float32', 'bfloat16')
+_LAYER_DTYPES = {'float32': None, 'bfloat16': 'mixed_bfloat16'}  # None: the blueprint's own
 
 
 _KERNEL_ATTRIBUTES = ('kernel', 'depthwise_kernel', 'pointwise_kernel')
@@ -95,7 +103,8 @@ class ApplicationFeatureExtractor:
   default_num_frozen_blocks = 0
 
   def __init__(self, is_training, first_stage_features_stride=16, batch_norm_trainable=False,
-               weight_decay=0.0, num_frozen_blocks=None, freeze_layer=None):
+               weight_decay=0.0, num_frozen_blocks=None, freeze_layer=None,
+               compute_dtype='float32'):
     if first_stage_features_stride != 16:
       raise ValueError('feature_extractor.first_stage_features_stride must be 16 for '
                        f'{type(self).__name__}, got {first_stage_features_stride}')
@@ -105,6 +114,10 @@ class ApplicationFeatureExtractor:
     self._first_stage_features_stride = first_stage_features_stride
     self._train_batch_norm = bool(batch_norm_trainable) and self._is_training
     self._weight_decay = float(weight_decay)
+    if compute_dtype not in COMPUTE_DTYPES:
+      raise ValueError(f'compute_dtype must be one of {COMPUTE_DTYPES}, got {compute_dtype!r}')
+    self._layer_dtype = _LAYER_DTYPES[compute_dtype]
+    self.compute_dtype = compute_dtype
 
     blueprint = self._application(weights=None, include_top=False)
     self._specs = graph.layer_specs(blueprint)
@@ -182,7 +195,7 @@ class ApplicationFeatureExtractor:
       inputs = tf_keras.Input(shape=(None, None, 3), name=f'{name}_images')
       self._proposal_model, self._proposal_layers = graph.replay(
           self._specs, self._input_name, self.proposal_output_layer, inputs,
-          self._make_proposal_layer, name=name)
+          self._make_proposal_layer, name=name, output_dtype=self._output_dtype())
       self._apply_weights(self._proposal_layers, self._pending_weights)
       if self._pending_weights:
         self._pending_weights = {index: arrays for index, arrays in self._pending_weights.items()
@@ -208,7 +221,8 @@ class ApplicationFeatureExtractor:
     inputs = tf_keras.Input(shape=(None, None, self.proposal_feature_depth),
                             name=f'{unique_name}_crops')
     model, layers = graph.replay(self._specs, self.proposal_output_layer, self.box_output_layer,
-                                 inputs, self._make_box_layer, name=unique_name)
+                                 inputs, self._make_box_layer, name=unique_name,
+                                 output_dtype=self._output_dtype())
     if classification_init:
       self._apply_weights(layers, self._pending_weights)
       self._box_copies.append((model, layers))
@@ -326,7 +340,12 @@ class ApplicationFeatureExtractor:
   def _make_box_layer(self, spec):
     return self._make_layer(spec, self._edit_box_config(spec, dict(spec.config)), frozen=False)
 
+  def _output_dtype(self):
+    return 'float32' if self._layer_dtype else None
+
   def _make_layer(self, spec, config, frozen):
+    if self._layer_dtype:
+      config['dtype'] = self._layer_dtype
     if issubclass(spec.cls, tf_keras.layers.BatchNormalization) and not self._train_batch_norm:
       return graph.layer_from_spec(spec, config, cls=FrozenBatchNormalization)
     if frozen:

@@ -99,10 +99,14 @@ def apply_slice(specs, input_name, output_name, inputs, make_layer):
   return tensors[output_name], used
 
 
-def replay(specs, input_name, output_name, inputs, make_layer, name=None):
+def replay(specs, input_name, output_name, inputs, make_layer, name=None, output_dtype=None):
   """Re-creates the slice input_name -> output_name as a model on the tf_keras.Input
-  `inputs`, with the layers from make_layer. Returns (tf_keras.Model, {index: layer})."""
+  `inputs`, with the layers from make_layer. Returns (tf_keras.Model, {index: layer}).
+  output_dtype: cast the output to it (e.g. 'float32' after mixed-precision layers)."""
   outputs, used = apply_slice(specs, input_name, output_name, inputs, make_layer)
+  if output_dtype is not None and outputs.dtype != output_dtype:
+    outputs = tf_keras.layers.Activation('linear', dtype=output_dtype,
+                                         name=f'{name or "model"}_output_cast')(outputs)
   return tf_keras.Model(inputs=inputs, outputs=outputs, name=name), used
 
 

@@ -60,8 +60,13 @@ def _box_predictor(cfg, num_classes):
 
 
 def build(model_config, is_training, max_num_groundtruth_boxes=100,
-          **feature_extractor_overrides):
+          use_bfloat16=False, **feature_extractor_overrides):
   """DetectionModel proto -> FasterRCNNMetaArch / RFCNMetaArch.
+
+  use_bfloat16 (train_config.use_bfloat16 of the pipeline, also for eval and
+  export): the backbone, the box-classifier stages and the RPN conv compute in
+  bfloat16 with float32 variables; heads, box coding, NMS and losses stay
+  float32 (docs/performance.md).
 
   max_num_groundtruth_boxes: the static row count ground truth is padded to
   when provide_groundtruth gets lists of unknown length (rows beyond it are
@@ -86,6 +91,8 @@ def build(model_config, is_training, max_num_groundtruth_boxes=100,
     if not cfg.HasField(field):
       raise ValueError('%s.%s is required' % (_PREFIX, field))
   meta_arch_cls, box_predictor = _box_predictor(cfg, num_classes)
+  if use_bfloat16:
+    feature_extractor_overrides.setdefault('compute_dtype', 'bfloat16')
   feature_extractor = backbones.build(
       cfg.feature_extractor, is_training,
       first_stage_features_stride=cfg.feature_extractor.first_stage_features_stride,

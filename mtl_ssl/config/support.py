@@ -320,8 +320,6 @@ RULES = (
          "ignored: tf.distribute training is synchronous anyway (replicas_to_aggregate and "
          "startup_delay_steps are ignored too).",
          lambda p: _set_true(p.train_config, "train_config", "sync_replicas")),
-    Rule("train_config.use_bfloat16", "warn", "ignored: training runs in float32 (bfloat16 is a TPU option).",
-         lambda p: _set_true(p.train_config, "train_config", "use_bfloat16")),
     Rule("train_config.optimizer.use_moving_average", "warn",
          "ignored: no moving average of the weights is kept; set use_moving_average: false.",
          _find_moving_average),

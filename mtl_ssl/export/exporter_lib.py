@@ -99,11 +99,11 @@ class ServingModule(tf.Module):
     self.input_type = tf.Variable(input_type, trainable=False, dtype=tf.string)
 
 
-def build_and_restore(model_config, checkpoint_path):
+def build_and_restore(model_config, checkpoint_path, use_bfloat16=False):
   """Inference model with every variable created, then restored from a training checkpoint
   (optimizer slots and training-only parts of the checkpoint are ignored; every variable of
-  the inference model must be found)."""
-  model = model_builder.build(model_config, is_training=False)
+  the inference model must be found). use_bfloat16: train_config.use_bfloat16."""
+  model = model_builder.build(model_config, is_training=False, use_bfloat16=use_bfloat16)
   DetectionInferenceModule(model).run_inference(tf.zeros([1, 64, 64, 3], tf.uint8))
   status = tf.train.Checkpoint(model=model).read(checkpoint_path)
   status.assert_existing_objects_matched()
@@ -119,7 +119,8 @@ def export_inference_graph(input_type, pipeline_config_path, trained_checkpoint_
   configs = validation.load_and_validate(pipeline_config_path, config_override, mode='export')
   checkpoint_path = checkpoints.resolve_checkpoint(trained_checkpoint_dir,
                                                    '--trained_checkpoint_dir')
-  model = build_and_restore(configs['model'], checkpoint_path)
+  model = build_and_restore(configs['model'], checkpoint_path,
+                            use_bfloat16=configs['train_config'].use_bfloat16)
   concrete = DetectionInferenceModule(model).signature(input_type)
   # input_type is read back by mtl_ssl.export.inference to feed the signature the right way
   module = ServingModule(model, input_type)

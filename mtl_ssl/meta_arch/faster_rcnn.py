@@ -111,7 +111,8 @@ class FasterRCNNMetaArch(model.DetectionModel):
         first_stage_anchor_generator.num_anchors_per_location,
         first_stage_box_predictor_depth, first_stage_box_predictor_kernel_size,
         first_stage_box_predictor_conv_hyperparams,
-        atrous_rate=first_stage_atrous_rate)
+        atrous_rate=first_stage_atrous_rate,
+        compute_dtype=getattr(feature_extractor, 'compute_dtype', 'float32'))
     self._box_predictor = second_stage_box_predictor
     self._crop_fn = functools.partial(
         crop_ops.crop_and_pool, crop_size=self._initial_crop_size,

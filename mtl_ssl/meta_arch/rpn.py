@@ -22,18 +22,23 @@ from mtl_ssl.meta_arch import targets
 
 class RPNHead(tf_keras.layers.Layer):
   """F [B, h, w, c] -> (box_encodings [B, h*w*A, 4], objectness [B, h*w*A, 2],
-  rpn box-predictor features [B, h, w, depth])."""
+  rpn box-predictor features [B, h, w, depth]).
+
+  compute_dtype 'bfloat16': the (costly) kxk conv computes in bfloat16 with float32
+  variables (as the backbone with train_config.use_bfloat16); its output and everything
+  after it (the 1x1 predictors, decoding, NMS, losses) are float32."""
 
   def __init__(self, num_anchors_per_location, depth, kernel_size,
                conv_hyperparams, atrous_rate=1, box_code_size=4,
-               name='FirstStageBoxPredictor', **kwargs):
+               compute_dtype='float32', name='FirstStageBoxPredictor', **kwargs):
     super().__init__(name=name, **kwargs)
     self._num_anchors = int(num_anchors_per_location)
     self._code_size = int(box_code_size)
     params = conv_hyperparams.params()
+    conv_dtype = {'float32': None, 'bfloat16': 'mixed_bfloat16'}[compute_dtype]
     self.rpn_conv = tf_keras.layers.Conv2D(
         depth, kernel_size, padding='same', dilation_rate=atrous_rate,
-        name='RPNConv', **params)
+        name='RPNConv', dtype=conv_dtype, **params)
     self.rpn_batch_norm = conv_hyperparams.build_batch_norm('RPNBatchNorm')
     self.box_encoder = tf_keras.layers.Conv2D(
         self._num_anchors * self._code_size, 1, name='BoxEncodingPredictor',
@@ -46,7 +51,7 @@ class RPNHead(tf_keras.layers.Layer):
     net = self.rpn_conv(features)
     if self.rpn_batch_norm is not None:
       net = self.rpn_batch_norm(net, training=training)
-    net = tf.nn.relu6(net)
+    net = tf.cast(tf.nn.relu6(net), tf.float32)
     batch = tf.shape(features)[0]
     encodings = tf.reshape(self.box_encoder(net), [batch, -1, self._code_size])
     objectness = tf.reshape(self.class_predictor(net), [batch, -1, 2])

@@ -67,7 +67,8 @@ class CheckpointEvaluation:
     self.eval_config = configs['eval_config']
     self.input_config = eval_input_config(configs, eval_index, sample_1_of_n_eval_examples)
     input_files.check(configs, ('eval',), eval_index)
-    self.model = model_builder.build(configs['model'], is_training=False)
+    self.model = model_builder.build(configs['model'], is_training=False,
+                                     use_bfloat16=configs['train_config'].use_bfloat16)
     self.num_visualizations = int(self.eval_config.num_visualizations)
     retain = bool(self.eval_config.retain_original_images) and self.num_visualizations > 0
     self.dataset = dataset_builder.build(

@@ -82,7 +82,8 @@ class _Trainer:
       max_boxes = max(configs['train_config'].max_number_of_boxes,
                       configs['train_input_config'].max_number_of_boxes)
       self.model = model_builder.build(configs['model'], is_training=True,
-                                       max_num_groundtruth_boxes=max_boxes)
+                                       max_num_groundtruth_boxes=max_boxes,
+                                       use_bfloat16=self.train_config.use_bfloat16)
       self.optimizer, self.learning_rate = optimizer_builder.build(self.train_config.optimizer)
 
     def dataset_fn(input_context):
