@@ -13,6 +13,7 @@ from mtl_ssl.config.errors import ConfigError, UnsupportedConfigWarning
 PLACEHOLDER = "PATH_TO_BE_CONFIGURED"
 MODES = ("train", "eval", "export")
 SHARED_FEATURES = ("proposal_feature_maps", "classifier_feature_maps")
+AUX_STAGE_INPUTS = ("roi_crops", "whole_feature_map")
 
 _STRING = descriptor.FieldDescriptor.TYPE_STRING
 _MESSAGE = descriptor.FieldDescriptor.TYPE_MESSAGE
@@ -111,6 +112,8 @@ def _check_mtl(model, errors):
         errors.append(f"{path}.refine_dropout_rate: a keep probability in (0, 1] (got {mtl.refine_dropout_rate:g})")
     if mtl.shared_feature not in SHARED_FEATURES:
         errors.append(f"{path}.shared_feature: '{mtl.shared_feature}' is not one of " + ", ".join(SHARED_FEATURES))
+    if mtl.aux_stage_input not in AUX_STAGE_INPUTS:
+        errors.append(f"{path}.aux_stage_input: '{mtl.aux_stage_input}' is not one of " + ", ".join(AUX_STAGE_INPUTS))
     for name, minimum in (("num_windows", 1), ("window_min_size", 1), ("foreground_grid_size", 1),
                           ("num_context_levels", 2)):
         if getattr(mtl, name) < minimum:

@@ -6,6 +6,12 @@ R-FCN (`PositionSensitiveClassHead`): the stage runs once on the whole of F -> 1
 `depth` -> 1x1 conv to bins_y * bins_x * (C+1) score maps -> position-sensitive RoI pooling at
 the boxes, like the original `RfcnBoxPredictor.predict_class`.
 
+`CropClassHead` also has the whole-feature-map form (mtl.aux_stage_input "whole_feature_map"):
+the stage runs once on the whole F, `score_map` applies the FC at every cell and `pool_scores`
+averages those class scores inside each box (bilinear samples): FC(mean(crop(G))) =
+mean(crop(FC(G))) since crop, mean and FC are linear, so one stage pass serves any number of
+boxes (windows, proposals, context boxes).
+
 The stage is either the head's OWN copy (tracked, trained by the head) or the detector's main
 stage (shared_feature = 'classifier_feature_maps'), which is called but never tracked here, so
 the head owns exactly its own variables.
@@ -14,6 +20,9 @@ import tensorflow as tf
 import tf_keras
 
 from mtl_ssl.builders import hyperparams_builder
+from mtl_ssl.core import crop_ops
+
+MAP_POOL_SIZE = 7  # bilinear samples per side when averaging a score map inside a box
 
 
 def _predictor_oneof(box_predictor_config):
@@ -86,6 +95,26 @@ class CropClassHead(_StageHolder):
 
     def call(self, crops, training=None):
         return self.logits_from_features(self.features(crops, training), training)
+
+    def score_map(self, stage_map, training=None):
+        """Whole-map form: stage features [B, h, w, c'] -> class scores [B, h, w, C+1] (the
+        FC at every cell, after the head's dropout if configured)."""
+        if not self._spatial_average:
+            raise ValueError(f'{self.name}: model.mtl.aux_stage_input "whole_feature_map" '
+                             f'needs spatial_average (the head averages features over the box)')
+        with tf.name_scope(self.name):
+            net = stage_map
+            if self._dropout is not None:
+                net = self._dropout(net, training=training)
+            return self.class_predictor(net)
+
+    @staticmethod
+    def pool_scores(score_map, boxes):
+        """Mean class scores inside each box: score_map [B, h, w, D], boxes [B, K, 4]
+        normalized w.r.t. the map -> [B, K, D]."""
+        crops = crop_ops.crop_and_pool(score_map, boxes, MAP_POOL_SIZE, 1, 1)
+        logits = tf.reduce_mean(crops, [1, 2])
+        return tf.reshape(logits, [tf.shape(boxes)[0], tf.shape(boxes)[1], score_map.shape[-1]])
 
 
 class PositionSensitiveClassHead(_StageHolder):

@@ -15,6 +15,11 @@ Gradient flow (original faster_rcnn_meta_arch.py, rfcn_meta_arch.py):
   either. The foreground conv's input F is cut too (the original forgot Task 3 here; set
   stop_gradient_covers_foreground false to reproduce that).
 - The refiner's inputs are always cut (stop_gradient), so the context crops never train anything.
+
+aux_stage_input (Faster R-CNN): "roi_crops" runs the window / closeness stage on a crop per box
+(the paper); "whole_feature_map" runs it once on the whole F per image and averages the head's
+per-cell class scores inside each box (class_head.CropClassHead.score_map / pool_scores), so
+windows, proposals and every context box share one stage pass (docs/performance.md).
 """
 import tensorflow as tf
 import tf_keras
@@ -31,6 +36,7 @@ FOREGROUND_LOSS = 'Loss/MTL/foreground_loss'
 REFINED_LOSS = 'Loss/MTL/refined_classification_loss'
 
 _SHARED_FEATURES = ('proposal_feature_maps', 'classifier_feature_maps')
+_AUX_STAGE_INPUTS = ('roi_crops', 'whole_feature_map')
 _META_ARCHS = ('faster_rcnn', 'rfcn')
 
 
@@ -73,6 +79,10 @@ class MTLHeads(tf_keras.layers.Layer):
         if cfg.shared_feature not in _SHARED_FEATURES:
             raise ValueError(f'model.mtl.shared_feature must be one of {_SHARED_FEATURES}, '
                              f'got {cfg.shared_feature!r}')
+        aux_stage_input = getattr(cfg, 'aux_stage_input', 'roi_crops')
+        if aux_stage_input not in _AUX_STAGE_INPUTS:
+            raise ValueError(f'model.mtl.aux_stage_input must be one of {_AUX_STAGE_INPUTS}, '
+                             f'got {aux_stage_input!r}')
         if meta_arch == 'faster_rcnn' and crop_fn is None and (cfg.window or cfg.refine):
             raise ValueError('MTLHeads: Faster R-CNN window/refine heads need the crop_fn')
         self._cfg = cfg
@@ -80,6 +90,8 @@ class MTLHeads(tf_keras.layers.Layer):
         self._meta_arch = meta_arch
         self._is_training = bool(is_training)
         self._own_stages = cfg.shared_feature == 'proposal_feature_maps'
+        # R-FCN runs its auxiliary stages on the whole F anyway (position-sensitive pooling)
+        self._on_map = meta_arch == 'faster_rcnn' and aux_stage_input == 'whole_feature_map'
         self._stop_aux = bool(cfg.stop_gradient_for_aux_tasks)
         # the original's flag did not reach the foreground head (reproducible, off by default)
         self._foreground_uncut = not bool(getattr(cfg, 'stop_gradient_covers_foreground', True))
@@ -231,9 +243,10 @@ class MTLHeads(tf_keras.layers.Layer):
         windows = ctx.get('windows')
         if self.window_head is not None and windows is not None:
             boxes = tf.cast(windows, tf.float32) * scale
-            if self._meta_arch == 'rfcn':
-                maps = score_maps['window'] = self._rfcn_maps(self.window_head, ctx, training)
-                outputs['mtl_window_logits'] = self.window_head.logits_at(maps, boxes)
+            if self._meta_arch == 'rfcn' or self._on_map:
+                maps = score_maps['window'] = self._whole_map_scores(self.window_head, ctx,
+                                                                     training)
+                outputs['mtl_window_logits'] = self._logits_at(self.window_head, maps, boxes)
             else:
                 crops = self._crop_fn(self._cut(feature_map), boxes)
                 features = self._head_features(self.window_head, crops, training)
@@ -262,17 +275,29 @@ class MTLHeads(tf_keras.layers.Layer):
         shape = tf.shape(boxes)
         return tf.reshape(logits, [shape[0], shape[1], logits.shape[-1]])
 
-    def _rfcn_maps(self, head, ctx, training):
+    def _whole_map_scores(self, head, ctx, training):
+        """The head's class score maps from its stage run once on the whole F: R-FCN's
+        position-sensitive maps (reusing the main stage's features when shared), or with
+        aux_stage_input "whole_feature_map" the FC at every cell."""
         feature_map = ctx['feature_map']
-        features = self._head_features(head, feature_map, training,
-                                       ctx.get('box_classifier_features'))
-        return head.score_maps(features, training)
+        if self._meta_arch == 'rfcn':
+            features = self._head_features(head, feature_map, training,
+                                           ctx.get('box_classifier_features'))
+            return head.score_maps(features, training)
+        return head.score_map(self._head_features(head, feature_map, training), training)
+
+    def _logits_at(self, head, maps, boxes):
+        """[B, K, C+1] logits at boxes [B, K, 4] (padded frame) from _whole_map_scores."""
+        if self._meta_arch == 'rfcn':
+            return head.logits_at(maps, boxes)
+        return head.pool_scores(maps, boxes)
 
     def _closeness_logits(self, ctx, scale, training, score_maps):
         proposals = tf.cast(ctx['proposal_boxes_normalized'], tf.float32)
-        if self._meta_arch == 'rfcn':
-            maps = score_maps['closeness'] = self._rfcn_maps(self.closeness_head, ctx, training)
-            return self.closeness_head.logits_at(maps, proposals * scale)
+        if self._meta_arch == 'rfcn' or (self._on_map and self._own_stages):
+            maps = score_maps['closeness'] = self._whole_map_scores(self.closeness_head, ctx,
+                                                                    training)
+            return self._logits_at(self.closeness_head, maps, proposals * scale)
         stage_input = ctx['proposal_crops'] if self._own_stages else None
         features = self._head_features(self.closeness_head, stage_input, training,
                                        ctx.get('box_classifier_features'))
@@ -297,12 +322,13 @@ class MTLHeads(tf_keras.layers.Layer):
         batch, num = shape[0], shape[1]
         outputs = self._num_classes + 1
         head = self.window_head
-        if self._meta_arch == 'rfcn':  # the score maps exist once per image: pooling is cheap
+        if self._meta_arch == 'rfcn' or self._on_map:
+            # the score maps exist once per image: pooling them at L * P boxes is cheap
             maps = score_maps.get('window')
             if maps is None:
-                maps = self._rfcn_maps(head, ctx, training)
-            logits = head.logits_at(tf.stop_gradient(maps),
-                                    tf.reshape(levels, [batch, num * self._num_levels, 4]))
+                maps = self._whole_map_scores(head, ctx, training)
+            logits = self._logits_at(head, tf.stop_gradient(maps),
+                                     tf.reshape(levels, [batch, num * self._num_levels, 4]))
             return tf.reshape(logits, [batch, num, self._num_levels * outputs])
 
         # Faster R-CNN. The last level is the whole image for every proposal: crop it once per
