@@ -3,8 +3,7 @@
 Settings (random weights, synthetic batch, each in a fresh subprocess so the
 peak RSS is its own):
   resnet50   ResNet-50 C4, 320x320, batch 2, 300 proposals, 64 RoIs/image,
-             box-classifier stage with stride 2 as the OD API TF2 extractor
-             (the OD API's own step takes ~1.7 s here, peak RSS 3.2 GB);
+             box-classifier stage with stride 2 as the OD API TF2 extractor;
              also with the paper's stride 1 (4x the box-classifier FLOPs)
   mobilenet  MobileNet v1 C4, 256x256, batch 2, same proposal settings
   floor      the same convolutions alone (backbone on the images + the
@@ -15,6 +14,11 @@ also timed with +T1 (window), +T2 (closeness), +T3 (foreground), +refine and
 all tasks (train step), and baseline vs all tasks + refine inference, as
 ratios. The machine's current matmul speed is printed first: other processes
 on the 2 cores slow every row alike, ratios stay meaningful.
+NOTE: the step gets boxes and classes only, so the MTL rows also pay for the
+MTL labels, made inside the step by the model's fallback (training makes
+them in the input pipeline instead). bench_cost.py feeds pipeline-made labels,
+times the variants round robin and measures the OD API itself: use it for
+the MTL / baseline / OD API ratios.
 
   PYTHONPATH=. python bench/bench_train_step.py [--steps 5] [--only NAME]
 """
@@ -230,8 +234,8 @@ def main():
              if base in results else '-')
     print('%-34s %10.0f %12.0f %8s' % (label, r['ms'], r['rss_mb'], ratio))
     sys.stdout.flush()
-  print('reference: OD API Faster R-CNN ResNet-50 C4 320px b2 train step '
-        '~1700 ms, peak RSS ~3200 MB on this 2-core CPU (unloaded)')
+  print('MTL rows include making the MTL labels inside the step (model fallback); '
+        'bench/bench_cost.py measures the OD API and pipeline-fed MTL steps')
 
 
 def _gflops():

@@ -1,0 +1,392 @@
+"""What MTL-SSL costs on top of the detector, and our detector vs the OD API: one command.
+
+Setting (issue 11): Faster R-CNN ResNet-50 C4 (box-classifier stage with stride 2, as the OD
+API TF2 Keras extractor), fixed 320 x 320 images (static shapes), batch 2, 300 proposals,
+64 sampled RoIs per image, 20 classes, crop 14 + 2x2 max-pool, random weights, SGD momentum,
+gradient clipping 10. Every variant is built in this process and timed ROUND ROBIN (one step
+of each per round), so load drift on a shared machine hits all alike; times are medians over
+the rounds after two warm-up rounds; ratios are within one run.
+
+  train       a traced train step (forward, losses, backward, clipping, apply) fed like the
+              trainer: images preprocessed and the MTL labels made BEFORE the step, as the
+              input pipeline does (in parallel with training); the label cost per batch is
+              printed separately. Variants: baseline, all tasks + refine as in the paper
+              ("paper": own block-4 copies on RoI crops), with aux_stage_input
+              'whole_feature_map' ("fast"), each also with train_config.use_bfloat16.
+  OD API      the OD API's own eager_train_step on the same batches, in a child process of
+              --odapi_python (or $MTL_SSL_ODAPI_PYTHON), interleaved with the rounds; without
+              it the row says "not measured". With and without its TPU-only flags.
+  inference   SavedModels exported by mtl_ssl.export (encoded_image_string_tensor input, so
+              one signature serves 1 and 8 images), baseline and all tasks + refine, called
+              round robin on 1 and on 8 JPEG images.
+
+  PYTHONPATH=. python bench/bench_cost.py [--rounds 20] [--odapi_python PATH] [--json out.json]
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _synthetic  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_MODEL = """
+model {{ {mtl}
+faster_rcnn {{
+  num_classes: {num_classes}
+  image_resizer {{ fixed_shape_resizer {{ height: {size} width: {size} }} }}
+  feature_extractor {{ type: 'faster_rcnn_resnet50_keras' }}
+  first_stage_anchor_generator {{ grid_anchor_generator {{
+    scales: [0.25, 0.5, 1.0, 2.0] aspect_ratios: [0.5, 1.0, 2.0]
+    height_stride: 16 width_stride: 16 }} }}
+  first_stage_box_predictor_conv_hyperparams {{ op: CONV
+    regularizer {{ l2_regularizer {{ weight: 0.0 }} }}
+    initializer {{ truncated_normal_initializer {{ stddev: 0.01 }} }} }}
+  first_stage_nms_score_threshold: 0.0
+  first_stage_nms_iou_threshold: 0.7
+  first_stage_max_proposals: 300
+  first_stage_localization_loss_weight: 2.0
+  first_stage_objectness_loss_weight: 1.0
+  initial_crop_size: 14 maxpool_kernel_size: 2 maxpool_stride: 2
+  second_stage_box_predictor {{ {head} }}
+  second_stage_batch_size: 64
+  second_stage_post_processing {{ batch_non_max_suppression {{
+    score_threshold: 0.0 iou_threshold: 0.6
+    max_detections_per_class: 100 max_total_detections: 300 }}
+    score_converter: SOFTMAX }}
+  second_stage_localization_loss_weight: 2.0
+  second_stage_classification_loss_weight: 1.0
+}} }}
+train_config {{ use_bfloat16: {bf16} }}
+"""
+_HEAD = ('mask_rcnn_box_predictor { use_dropout: false fc_hyperparams { op: FC '
+         'regularizer { l2_regularizer { weight: 0.0 } } initializer { '
+         'variance_scaling_initializer { factor: 1.0 uniform: true mode: FAN_AVG } } } }')
+_ALL_TASKS = ('window: true window_class_loss_weight: 1.0 closeness: true '
+              'closeness_loss_weight: 0.3 edgemask: true edgemask_loss_weight: 1.0 '
+              'refine: true refine_residue: true refined_classification_loss_weight: 1.0 '
+              f'window_box_predictor {{ {_HEAD} }} closeness_box_predictor {{ {_HEAD} }} '
+              'edgemask_predictor { kernel_size: 1 }')
+_FAST = " aux_stage_input: 'whole_feature_map'"
+# name -> (mtl block text or '', use_bfloat16)
+VARIANTS = {
+    'baseline': ('', False),
+    'mtl paper': (_ALL_TASKS, False),
+    'mtl fast': (_ALL_TASKS + _FAST, False),
+    'baseline bf16': ('', True),
+    'mtl paper bf16': (_ALL_TASKS, True),
+    'mtl fast bf16': (_ALL_TASKS + _FAST, True),
+}
+INFER_VARIANTS = ('baseline', 'mtl paper', 'mtl fast', 'baseline bf16', 'mtl fast bf16')
+ODAPI_VARIANTS = {'OD API TF2': [], 'OD API TF2 + TPU flags': ['--tpu_flags']}
+
+
+def pipeline_text(name):
+  mtl, bf16 = VARIANTS[name]
+  return _MODEL.format(mtl=f'mtl {{ {mtl} }}' if mtl else '', head=_HEAD,
+                       num_classes=_synthetic.NUM_CLASSES, size=_synthetic.SIZE,
+                       bf16='true' if bf16 else 'false')
+
+
+def _median(values):
+  values = sorted(values)
+  mid = len(values) // 2
+  return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
+
+
+class TrainVariant:
+  """One model + optimizer and its traced step, fed pipeline-made batches."""
+
+  def __init__(self, name, batches):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tf_keras  # pylint: disable=g-import-not-at-top
+    from mtl_ssl.builders import model_builder  # pylint: disable=g-import-not-at-top
+    from mtl_ssl.config import config_util  # pylint: disable=g-import-not-at-top
+    from mtl_ssl.training import model_io  # pylint: disable=g-import-not-at-top
+    pipeline = config_util.parse_pipeline_text(pipeline_text(name))
+    self.name = name
+    self.model = model_builder.build(pipeline.model, is_training=True,
+                                     max_num_groundtruth_boxes=_synthetic.MAX_BOXES,
+                                     use_bfloat16=pipeline.train_config.use_bfloat16,
+                                     box_classifier_stride=2)
+    self.optimizer = tf_keras.optimizers.SGD(1e-3, momentum=0.9)
+    self.batches = [self._pipeline_batch(images, labels, pipeline) for images, labels in batches]
+    self.times, self._next = [], 0
+    model = self.model
+
+    def step(features, labels):
+      model_io.provide_groundtruth(model, labels)
+      with tf.GradientTape() as tape:
+        predictions = model.predict(features['image'], features['true_image_shape'],
+                                    training=True)
+        _, total = model_io.losses_with_total(model, predictions,
+                                              features['true_image_shape'])
+      model.clear_groundtruth()
+      variables = model.trainable_variables
+      gradients, _ = tf.clip_by_global_norm(tape.gradient(total, variables), 10.0)
+      self.optimizer.apply_gradients(zip(gradients, variables))
+      return total
+
+    self._step = tf.function(step, autograph=False)
+
+  def _pipeline_batch(self, images, labels, pipeline):
+    """What the input pipeline yields: preprocessed images and padded labels incl. MTL."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from mtl_ssl.data import fields  # pylint: disable=g-import-not-at-top
+    preprocessed, shapes = self.model.preprocess(tf.constant(images))
+    features = {'image': preprocessed, 'true_image_shape': shapes}
+    batch_labels = {key: tf.constant(value) for key, value in labels.items()}
+    if pipeline.model.HasField('mtl'):
+      made = [make_labels(labels, i, pipeline.model.mtl) for i in range(len(images))]
+      for key in made[0]:
+        batch_labels[fields.MTL_LABEL_KEYS[key]] = tf.stack([m[key] for m in made])
+    return features, batch_labels
+
+  def run(self, record=True):
+    features, labels = self.batches[self._next % len(self.batches)]
+    self._next += 1
+    start = time.perf_counter()
+    self._step(features, labels).numpy()
+    elapsed = (time.perf_counter() - start) * 1000.0
+    if record:
+      self.times.append(elapsed)
+    return elapsed
+
+
+def make_labels(labels, index, mtl_config):
+  """The input pipeline's MTL labels of one image (closeness rows padded like the boxes)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from mtl_ssl.mtl import labels as mtl_labels  # pylint: disable=g-import-not-at-top
+  n = int(labels['num_groundtruth_boxes'][index])
+  classes = tf.argmax(labels['groundtruth_classes'][index, :n], -1, output_type=tf.int32) + 1
+  made = mtl_labels.make_mtl_labels(
+      tf.constant(labels['groundtruth_boxes'][index, :n]), classes, None,
+      float(_synthetic.SIZE), float(_synthetic.SIZE), _synthetic.NUM_CLASSES, mtl_config,
+      seed=tf.constant([index, 7], tf.int64))
+  result = {key: tf.cast(value, tf.float32) for key, value in made.items()}
+  if 'mtl_closeness_labels' in result:
+    result['mtl_closeness_labels'] = tf.pad(result['mtl_closeness_labels'],
+                                            [[0, _synthetic.MAX_BOXES - n], [0, 0]])
+  return result
+
+
+class OdapiChild:
+  """The OD API step in a child process, driven one step at a time."""
+
+  def __init__(self, name, python, extra_args):
+    self.name, self.times = name, []
+    env = dict(os.environ, TF_USE_LEGACY_KERAS='1', TF_CPP_MIN_LOG_LEVEL='3')
+    env.pop('PYTHONPATH', None)  # never mtl_ssl in the OD API's process
+    self._process = subprocess.Popen(
+        [python, os.path.join(_ROOT, 'bench', 'odapi_train_step.py')] + extra_args,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=env)
+    self.info = self._read()
+
+  def _read(self):
+    for line in self._process.stdout:
+      if line.startswith('{'):
+        return json.loads(line)
+    raise RuntimeError(f'{self.name}: the OD API child process ended without a result')
+
+  def run(self, record=True):
+    self._process.stdin.write('1\n')
+    self._process.stdin.flush()
+    elapsed = self._read()['ms'][0]
+    if record:
+      self.times.append(elapsed)
+    return elapsed
+
+  def close(self):
+    if self._process.poll() is None:
+      self._process.stdin.write('quit\n')
+      self._process.stdin.close()
+      self._process.wait(timeout=60)
+
+
+def bench_train(rounds, odapi_python):
+  batches = _synthetic.batches(4)
+  variants = []
+  for name in VARIANTS:
+    start = time.perf_counter()
+    variants.append(TrainVariant(name, batches))
+    print(f'  built {name} ({time.perf_counter() - start:.0f} s)', flush=True)
+  label_ms = label_cost(batches[0][1])
+  children = []
+  if odapi_python:
+    for name, extra in ODAPI_VARIANTS.items():
+      children.append(OdapiChild(name, odapi_python, extra))
+      print(f'  started {name} (ready, peak RSS {children[-1].info["rss_mb"]:.0f} MB)',
+            flush=True)
+  everything = variants + children
+  try:
+    for round_index in range(rounds + 2):
+      for variant in everything:
+        variant.run(record=round_index >= 2)
+      if round_index >= 2:
+        print(f'  round {round_index - 1}/{rounds}: ' + ', '.join(
+            f'{v.name} {v.times[-1]:.0f}' for v in everything), flush=True)
+  finally:
+    for child in children:
+      child.close()
+  result = {v.name: _median(v.times) for v in everything}
+  return result, label_ms
+
+
+def label_cost(labels, repeats=5):
+  """ms per batch of the input pipeline's MTL label making (all tasks, eager)."""
+  from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
+  from mtl_ssl.protos import mtl_pb2  # pylint: disable=g-import-not-at-top
+  config = text_format.Parse(_ALL_TASKS, mtl_pb2.MTL())
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for i in range(len(labels['num_groundtruth_boxes'])):
+      make_labels(labels, i, config)
+    times.append((time.perf_counter() - start) * 1000.0)
+  return _median(times)
+
+
+def export_variant(name, workdir):
+  """A SavedModel of the variant (random weights) with mtl_ssl.export's serving module and
+  signature (as exporter_main_v2; built here to pass box_classifier_stride=2)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from mtl_ssl.builders import model_builder  # pylint: disable=g-import-not-at-top
+  from mtl_ssl.config import config_util  # pylint: disable=g-import-not-at-top
+  from mtl_ssl.export import exporter_lib  # pylint: disable=g-import-not-at-top
+  pipeline = config_util.parse_pipeline_text(pipeline_text(name))
+  model = model_builder.build(pipeline.model, is_training=False,
+                              use_bfloat16=pipeline.train_config.use_bfloat16,
+                              box_classifier_stride=2)
+  module = exporter_lib.DetectionInferenceModule(model)
+  module.run_inference(tf.zeros([1, 64, 64, 3], tf.uint8))  # creates the variables
+  concrete = module.signature('encoded_image_string_tensor')
+  directory = os.path.join(workdir, name.replace(' ', '_'))
+  tf.saved_model.save(module, directory, signatures={'serving_default': concrete})
+  return directory
+
+
+def bench_infer(repeats, counts=(1, 8)):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  images, _ = _synthetic.batches(1, batch=max(counts), seed=1)[0]
+  encoded = [tf.io.encode_jpeg(tf.cast(image, tf.uint8)).numpy() for image in images]
+  times = {}
+  with tempfile.TemporaryDirectory() as workdir:
+    served = {}
+    for name in INFER_VARIANTS:
+      start = time.perf_counter()
+      served[name] = tf.saved_model.load(export_variant(name, workdir)).signatures[
+          'serving_default']
+      print(f'  exported {name} ({time.perf_counter() - start:.0f} s)', flush=True)
+    for round_index in range(repeats + 1):
+      for count in counts:
+        inputs = tf.constant(encoded[:count])
+        for name, serve in served.items():
+          start = time.perf_counter()
+          np.asarray(serve(input_tensor=inputs)['detection_scores'])
+          if round_index:
+            times.setdefault((name, count), []).append((time.perf_counter() - start) * 1000.0)
+  return {key: _median(value) for key, value in times.items()}
+
+
+def _machine():
+  flags = ''
+  try:
+    with open('/proc/cpuinfo') as f:
+      info = f.read()
+    model = next((line.split(':', 1)[1].strip() for line in info.splitlines()
+                  if line.startswith('model name')), platform.processor())
+    flags = ' '.join(sorted({flag for flag in ('amx_bf16', 'avx512_bf16', 'avx512f')
+                             if f' {flag}' in info}))
+  except OSError:
+    model = platform.processor()
+  return f'{model}, {os.cpu_count()} cores, {flags or "no bf16 flags"}'
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--rounds', type=int, default=20, help='timed train rounds')
+  parser.add_argument('--infer_repeats', type=int, default=10)
+  parser.add_argument('--odapi_python', default=os.environ.get('MTL_SSL_ODAPI_PYTHON'),
+                      help='python of a venv with the OD API TF2 (default '
+                           '$MTL_SSL_ODAPI_PYTHON); without it the OD API is not measured')
+  parser.add_argument('--skip', choices=('train', 'infer'), action='append', default=[])
+  parser.add_argument('--json', help='also write the results here')
+  args = parser.parse_args()
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  print(f'machine: {_machine()}; TensorFlow {tf.__version__}; load average before: '
+        f'{" ".join(f"{x:.2f}" for x in os.getloadavg())}', flush=True)
+  train, label_ms, infer = {}, None, {}
+  if 'train' not in args.skip:
+    print('train steps (ms, round robin):', flush=True)
+    train, label_ms = bench_train(args.rounds, args.odapi_python)
+  if 'infer' not in args.skip:
+    print('SavedModel inference (ms, round robin):', flush=True)
+    infer = bench_infer(args.infer_repeats)
+  load_after = ' '.join(f'{x:.2f}' for x in os.getloadavg())
+  rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+  print_tables(train, label_ms, infer, load_after, rss)
+  if args.json:
+    with open(args.json, 'w') as f:
+      json.dump({'machine': _machine(), 'load_after': load_after, 'train_ms': train,
+                 'label_ms_per_batch': label_ms,
+                 'infer_ms': {f'{n} x{c}': v for (n, c), v in infer.items()}}, f, indent=2)
+
+
+def _ratio(table, numerator, denominator):
+  if numerator in table and denominator in table:
+    return f'{table[numerator] / table[denominator]:.2f}x'
+  return 'not measured'
+
+
+def print_tables(train, label_ms, infer, load_after, rss):
+  print(f'\nload average after: {load_after}; peak RSS of this process {rss:.0f} MB')
+  if train:
+    print('\n| train step (median ms) | ms |\n|---|---|')
+    for name, value in train.items():
+      print(f'| {name} | {value:.0f} |')
+    print(f'| (MTL labels per batch, made in the input pipeline, not in the step) '
+          f'| {label_ms:.0f} |')
+  if infer:
+    print('\n| SavedModel inference (median ms) | 1 image | 8 images |\n|---|---|---|')
+    for name in INFER_VARIANTS:
+      print(f'| {name} | {infer[(name, 1)]:.0f} | {infer[(name, 8)]:.0f} |')
+  rows = []
+  if train:
+    rows += [
+        ('train step, all tasks + refine / baseline: paper (roi crops)',
+         _ratio(train, 'mtl paper', 'baseline'), '<= 1.35x'),
+        ('train step, all tasks + refine / baseline: fast (whole feature map)',
+         _ratio(train, 'mtl fast', 'baseline'), '<= 1.35x'),
+        ('train step, fast / baseline, both bf16', _ratio(train, 'mtl fast bf16',
+                                                          'baseline bf16'), '<= 1.35x')]
+  if infer:
+    for count in (1, 8):
+      for label, name, base in (('paper', 'mtl paper', 'baseline'),
+                                ('fast', 'mtl fast', 'baseline'),
+                                ('fast, both bf16', 'mtl fast bf16', 'baseline bf16')):
+        rows.append((f'SavedModel inference, refine on / baseline, {count} image'
+                     f'{"s" if count > 1 else ""}: {label}',
+                     f'{infer[(name, count)] / infer[(base, count)]:.2f}x', '<= 1.3x'))
+  if train:
+    for odapi in ODAPI_VARIANTS:
+      rows.append((f'baseline train step / {odapi}', _ratio(train, 'baseline', odapi),
+                   '<= 0.8x'))
+      rows.append((f'baseline bf16 train step / {odapi}',
+                   _ratio(train, 'baseline bf16', odapi), '<= 0.8x'))
+  print('\n| measure | this run | goal |\n|---|---|---|')
+  for row in rows:
+    print('| %s | %s | %s |' % row)
+
+
+if __name__ == '__main__':
+  main()

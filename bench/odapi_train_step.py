@@ -1,0 +1,115 @@
+"""The TF Object Detection API's own train step on bench_cost.py's setting (child process).
+
+Run by bench_cost.py with the Python of a venv where the OD API TF2 (`object_detection`) is
+importable (see docs/performance.md); it never imports mtl_ssl. Builds the OD API Faster R-CNN
+ResNet-50 C4 (faster_rcnn_resnet50_keras) with the same settings as bench_cost.py's baseline,
+feeds the same synthetic batches (bench/_synthetic.py; images preprocessed by the model outside
+the step, as the OD API input pipeline does) and times `model_lib_v2.eager_train_step` in a
+tf.function, as `model_lib_v2.train_loop` runs it. Speaks the round-robin protocol of
+_synthetic.step_protocol on stdin/stdout.
+
+  TF_USE_LEGACY_KERAS=1 <odapi python> bench/odapi_train_step.py [--tpu_flags]
+"""
+import argparse
+import os
+import resource
+import sys
+import time
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # the OD API's tf.keras is Keras 2
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _synthetic  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+_MODEL = """
+model {{ faster_rcnn {{
+  num_classes: {num_classes}
+  image_resizer {{ fixed_shape_resizer {{ height: {size} width: {size} }} }}
+  feature_extractor {{ type: 'faster_rcnn_resnet50_keras' batch_norm_trainable: false }}
+  first_stage_anchor_generator {{ grid_anchor_generator {{
+    scales: [0.25, 0.5, 1.0, 2.0] aspect_ratios: [0.5, 1.0, 2.0]
+    height_stride: 16 width_stride: 16 }} }}
+  first_stage_box_predictor_conv_hyperparams {{ op: CONV
+    regularizer {{ l2_regularizer {{ weight: 0.0 }} }}
+    initializer {{ truncated_normal_initializer {{ stddev: 0.01 }} }} }}
+  first_stage_nms_score_threshold: 0.0
+  first_stage_nms_iou_threshold: 0.7
+  first_stage_max_proposals: 300
+  first_stage_localization_loss_weight: 2.0
+  first_stage_objectness_loss_weight: 1.0
+  initial_crop_size: 14 maxpool_kernel_size: 2 maxpool_stride: 2
+  second_stage_box_predictor {{ mask_rcnn_box_predictor {{
+    use_dropout: false dropout_keep_probability: 1.0
+    fc_hyperparams {{ op: FC regularizer {{ l2_regularizer {{ weight: 0.0 }} }}
+      initializer {{ variance_scaling_initializer {{
+        factor: 1.0 uniform: true mode: FAN_AVG }} }} }} }} }}
+  second_stage_batch_size: 64
+  second_stage_post_processing {{ batch_non_max_suppression {{
+    score_threshold: 0.0 iou_threshold: 0.6
+    max_detections_per_class: 100 max_total_detections: 300 }}
+    score_converter: SOFTMAX }}
+  second_stage_localization_loss_weight: 2.0
+  second_stage_classification_loss_weight: 1.0
+  {tpu_flags}
+}} }}
+"""
+# what the OD API's TF2 sample configs (..._tpu-8.config) set for TPUs
+_TPU_FLAGS = ('use_static_shapes: true use_matmul_crop_and_resize: true '
+              'clip_anchors_to_image: true use_static_balanced_label_sampler: true '
+              'use_matmul_gather_in_matcher: true')
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--tpu_flags', action='store_true',
+                      help='set the TPU-oriented flags of the OD API sample configs')
+  parser.add_argument('--batches', type=int, default=4)
+  args = parser.parse_args()
+
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
+  from object_detection import model_lib_v2  # pylint: disable=g-import-not-at-top
+  from object_detection.builders import model_builder  # pylint: disable=g-import-not-at-top
+  from object_detection.protos import pipeline_pb2  # pylint: disable=g-import-not-at-top
+
+  text = _MODEL.format(num_classes=_synthetic.NUM_CLASSES, size=_synthetic.SIZE,
+                       tpu_flags=_TPU_FLAGS if args.tpu_flags else '')
+  pipeline = text_format.Parse(text, pipeline_pb2.TrainEvalPipelineConfig())
+  model = model_builder.build(pipeline.model, is_training=True)
+  optimizer = tf.keras.optimizers.SGD(1e-3, momentum=0.9)
+  batches = []
+  for images, labels in _synthetic.batches(args.batches):
+    preprocessed, shapes = model.preprocess(tf.constant(images))
+    batches.append(({'image': preprocessed, 'true_image_shape': shapes},
+                    {key: tf.constant(value) for key, value in labels.items()}))
+
+  @tf.function
+  def train_step(features, labels):
+    losses = model_lib_v2.eager_train_step(
+        model, features, labels, unpad_groundtruth_tensors=True, optimizer=optimizer,
+        training_step=optimizer.iterations, add_regularization_loss=True,
+        clip_gradients_value=10.0, num_replicas=1.0)
+    # the OD API 2.8 returns the losses dict (older versions the total)
+    return losses['Loss/total_loss'] if isinstance(losses, dict) else losses
+
+  counter = [0]
+
+  def run_steps(count):
+    times = []
+    for _ in range(count):
+      features, labels = batches[counter[0] % len(batches)]
+      counter[0] += 1
+      start = time.perf_counter()
+      train_step(features, labels).numpy()
+      times.append((time.perf_counter() - start) * 1000.0)
+    return times
+
+  run_steps(2)  # trace + warm-up
+  rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+  _synthetic.step_protocol(run_steps, {'ready': True, 'rss_mb': rss_mb,
+                                       'tf': tf.__version__})
+
+
+if __name__ == '__main__':
+  main()
