@@ -111,3 +111,20 @@ def test_detector_with_use_bfloat16_matches_float32_on_the_same_weights():
               'mtl_refined_class_logits', 'rpn_features_to_crop'):
     assert mixed[key].dtype == tf.float32, key
     _close(mixed[key].numpy(), full[key].numpy(), 0.08)
+
+
+def test_float32_and_bfloat16_checkpoints_are_interchangeable(tmp_path):
+  """The output cast is the models' last layer: variables keep their checkpoint paths, so a
+  float32-trained checkpoint exports / evaluates with use_bfloat16 and vice versa."""
+  models = []
+  for dtype in ('float32', 'bfloat16'):
+    extractor = backbones.build(MOBILENET, True, depth_multiplier=0.25, compute_dtype=dtype)
+    models.append((extractor.get_proposal_feature_extractor_model(),
+                   extractor.get_box_classifier_feature_extractor_model()))
+  (full_proposal, full_box), (mixed_proposal, mixed_box) = models
+  path = tf.train.Checkpoint(proposal=full_proposal, box=full_box).save(str(tmp_path / 'ckpt'))
+  tf.train.Checkpoint(proposal=mixed_proposal, box=mixed_box).read(
+      path).assert_existing_objects_matched()
+  for full, mixed in ((full_proposal, mixed_proposal), (full_box, mixed_box)):
+    for a, b in zip(full.variables, mixed.variables):
+      np.testing.assert_array_equal(a.numpy(), b.numpy())
