@@ -255,7 +255,7 @@ def label_cost(labels, repeats=5):
   return _median(times)
 
 
-def export_variant(name, workdir):
+def export_variant(name, workdir, save=True):
   """A SavedModel of the variant (random weights) with mtl_ssl.export's serving module and
   signature (as exporter_main_v2; built here to pass box_classifier_stride=2)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -269,12 +269,14 @@ def export_variant(name, workdir):
   module = exporter_lib.DetectionInferenceModule(model)
   module.run_inference(tf.zeros([1, 64, 64, 3], tf.uint8))  # creates the variables
   concrete = module.signature('encoded_image_string_tensor')
+  if not save:  # the same serving graph, called in this process
+    return concrete
   directory = os.path.join(workdir, name.replace(' ', '_'))
   tf.saved_model.save(module, directory, signatures={'serving_default': concrete})
   return directory
 
 
-def bench_infer(repeats, counts=(1, 8)):
+def bench_infer(repeats, counts=(1, 8), variants=INFER_VARIANTS, save=True):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   images, _ = _synthetic.batches(1, batch=max(counts), seed=1)[0]
@@ -282,10 +284,13 @@ def bench_infer(repeats, counts=(1, 8)):
   times = {}
   with tempfile.TemporaryDirectory() as workdir:
     served = {}
-    for name in INFER_VARIANTS:
+    for name in variants:
       start = time.perf_counter()
-      served[name] = tf.saved_model.load(export_variant(name, workdir)).signatures[
-          'serving_default']
+      if save:
+        served[name] = tf.saved_model.load(export_variant(name, workdir)).signatures[
+            'serving_default']
+      else:
+        served[name] = export_variant(name, workdir, save=False)
       print(f'  exported {name} ({time.perf_counter() - start:.0f} s)', flush=True)
     for round_index in range(repeats + 1):
       for count in counts:
@@ -320,6 +325,12 @@ def main():
                       help='python of a venv with the OD API TF2 (default '
                            '$MTL_SSL_ODAPI_PYTHON); without it the OD API is not measured')
   parser.add_argument('--skip', choices=('train', 'infer'), action='append', default=[])
+  parser.add_argument('--infer_variants', default=','.join(INFER_VARIANTS),
+                      help='comma-separated subset of ' + ', '.join(INFER_VARIANTS))
+  parser.add_argument('--infer_counts', default='1,8', help='images per call')
+  parser.add_argument('--no_save', action='store_true',
+                      help='call the serving functions in this process instead of saving and '
+                           'loading SavedModels (the same graphs; less time and memory)')
   parser.add_argument('--json', help='also write the results here')
   args = parser.parse_args()
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -331,7 +342,10 @@ def main():
     train, label_ms = bench_train(args.rounds, args.odapi_python)
   if 'infer' not in args.skip:
     print('SavedModel inference (ms, round robin):', flush=True)
-    infer = bench_infer(args.infer_repeats)
+    infer = bench_infer(args.infer_repeats,
+                        tuple(int(c) for c in args.infer_counts.split(',')),
+                        tuple(v.strip() for v in args.infer_variants.split(',')),
+                        save=not args.no_save)
   load_after = ' '.join(f'{x:.2f}' for x in os.getloadavg())
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
   print_tables(train, label_ms, infer, load_after, rss)
@@ -359,7 +373,8 @@ def print_tables(train, label_ms, infer, load_after, rss):
   if infer:
     print('\n| SavedModel inference (median ms) | 1 image | 8 images |\n|---|---|---|')
     for name in INFER_VARIANTS:
-      print(f'| {name} | {infer[(name, 1)]:.0f} | {infer[(name, 8)]:.0f} |')
+      print(f'| {name} | ' + ' | '.join(f'{infer[(name, c)]:.0f}' if (name, c) in infer
+                                         else '-' for c in (1, 8)) + ' |')
   rows = []
   if train:
     rows += [
@@ -374,9 +389,10 @@ def print_tables(train, label_ms, infer, load_after, rss):
       for label, name, base in (('paper', 'mtl paper', 'baseline'),
                                 ('fast', 'mtl fast', 'baseline'),
                                 ('fast, both bf16', 'mtl fast bf16', 'baseline bf16')):
-        rows.append((f'SavedModel inference, refine on / baseline, {count} image'
-                     f'{"s" if count > 1 else ""}: {label}',
-                     f'{infer[(name, count)] / infer[(base, count)]:.2f}x', '<= 1.3x'))
+        if (name, count) in infer and (base, count) in infer:
+          rows.append((f'SavedModel inference, refine on / baseline, {count} image'
+                       f'{"s" if count > 1 else ""}: {label}',
+                       f'{infer[(name, count)] / infer[(base, count)]:.2f}x', '<= 1.3x'))
   if train:
     for odapi in ODAPI_VARIANTS:
       rows.append((f'baseline train step / {odapi}', _ratio(train, 'baseline', odapi),
