@@ -85,6 +85,7 @@ ORIGINAL_MTL = {
 NEW_MTL = {"num_windows": 64, "window_min_size": 32, "foreground_grid_size": 64, "num_context_levels": 5,
            "foreground_tanh": False, "label_seed": 0, "labels_in_original_pixels": False,
            "closeness_loss_sum_over_images": False, "stop_gradient_covers_foreground": True}
+NEW_MTL["foreground_feature_level"] = 4  # FPN (number 40)
 
 
 def test_mtl_block_keeps_the_original_fields_and_adds_new_ones_after_them():
