@@ -32,6 +32,8 @@ The detector pads images to a multiple of `pad_to_multiple` (OD API default 32) 
 model, so every level's map covers exactly the padded image.
 """
 
+import functools
+
 import tensorflow as tf
 import tf_keras
 
@@ -52,6 +54,14 @@ RESNETS = {
     152: (tf_keras.applications.ResNet152,
           ('conv2_block3_out', 'conv3_block8_out', 'conv4_block36_out', 'conv5_block3_out')),
 }
+
+
+@functools.lru_cache(maxsize=None)
+def _blueprint(depth):
+  """(LayerSpecs, input layer name) of the tf_keras.applications ResNet, recorded once per
+  process (the specs are immutable; every layer is made fresh from them)."""
+  model = RESNETS[depth][0](weights=None, include_top=False, input_shape=(None, None, 3))
+  return tuple(graph.layer_specs(model)), model.layers[0].name
 
 
 def _batch_norm_kwargs(hyperparams):
@@ -132,10 +142,7 @@ class ResNetFpnFeatureExtractor:
       raise ValueError('a ResNet has a stem and 4 blocks: cannot freeze '
                        f'{self._num_frozen_stages - 1} blocks')
 
-    blueprint = self._application(weights=None, include_top=False)
-    self._specs = graph.layer_specs(blueprint)
-    self._input_name = blueprint.layers[0].name
-    del blueprint
+    self._specs, self._input_name = _blueprint(depth)
     if self._override:
       self._kernel_initializer = conv_hyperparams.initializer()
       self._kernel_regularizer = conv_hyperparams.regularizer()
