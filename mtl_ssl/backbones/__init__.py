@@ -14,7 +14,8 @@
   depth_multiplier              MobileNet width multiplier (Keras alpha)
 Other OD API fields (override_base_feature_extractor_hyperparams, pad_to_multiple, fpn) are
 not used by the C4 extractors (config validation rejects the unsupported ones).
-FPN types (faster_rcnn_resnet{50,101,152}_fpn_keras, fpn.py) read as the OD API does:
+FPN types (faster_rcnn_resnet{50,101,152}_fpn_keras, fpn.py; and the mtl-ssl type
+faster_rcnn_mobilenet_v1_fpn_keras, which also reads depth_multiplier) read as the OD API does:
   conv_hyperparams (required: the FPN layers' hyperparameters, and the backbone's with
   override_base_feature_extractor_hyperparams), fpn { min_level max_level
   additional_layer_depth } (levels 2..6, depth 256 when fpn is absent), pad_to_multiple,
@@ -40,13 +41,15 @@ FEATURE_EXTRACTORS = {
     'faster_rcnn_inception_resnet_v2_keras': InceptionResnetV2FeatureExtractor,
     'faster_rcnn_mobilenet_v1_keras': MobileNetV1FeatureExtractor,
     'faster_rcnn_mobilenet_v2_keras': MobileNetV2FeatureExtractor,
-    'faster_rcnn_resnet50_fpn_keras': functools.partial(fpn.ResNetFpnFeatureExtractor, 50),
-    'faster_rcnn_resnet101_fpn_keras': functools.partial(fpn.ResNetFpnFeatureExtractor, 101),
-    'faster_rcnn_resnet152_fpn_keras': functools.partial(fpn.ResNetFpnFeatureExtractor, 152),
+    'faster_rcnn_resnet50_fpn_keras': functools.partial(fpn.FpnFeatureExtractor, 'resnet50'),
+    'faster_rcnn_resnet101_fpn_keras': functools.partial(fpn.FpnFeatureExtractor, 'resnet101'),
+    'faster_rcnn_resnet152_fpn_keras': functools.partial(fpn.FpnFeatureExtractor, 'resnet152'),
+    'faster_rcnn_mobilenet_v1_fpn_keras': functools.partial(fpn.FpnFeatureExtractor,
+                                                            'mobilenet_v1'),
 }
 
 FPN_TYPES = ('faster_rcnn_resnet50_fpn_keras', 'faster_rcnn_resnet101_fpn_keras',
-             'faster_rcnn_resnet152_fpn_keras')
+             'faster_rcnn_resnet152_fpn_keras', 'faster_rcnn_mobilenet_v1_fpn_keras')
 
 _MOBILENETS = ('faster_rcnn_mobilenet_v1_keras', 'faster_rcnn_mobilenet_v2_keras')
 
@@ -115,6 +118,9 @@ def _fpn_kwargs(config):
     kwargs['pad_to_multiple'] = int(multiple)
   if _is_set(config, 'freeze_layer'):
     kwargs['freeze_layer'] = _field(config, 'freeze_layer')[1]
+  if _field(config, 'type')[1] == 'faster_rcnn_mobilenet_v1_fpn_keras' and _is_set(
+      config, 'depth_multiplier'):
+    kwargs['depth_multiplier'] = float(_field(config, 'depth_multiplier')[1])
   return kwargs
 
 

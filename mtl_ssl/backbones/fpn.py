@@ -1,6 +1,8 @@
-"""Faster R-CNN ResNet v1 FPN feature extractors (OD API faster_rcnn_resnet{50,101,152}_fpn_keras).
+"""Faster R-CNN FPN feature extractors: OD API faster_rcnn_resnet{50,101,152}_fpn_keras, and
+faster_rcnn_mobilenet_v1_fpn_keras (an mtl-ssl type: the same FPN on MobileNet v1, small enough
+to train on a CPU; the OD API has MobileNet FPNs only for SSD).
 
-Proposal model: images -> ResNet C2..C5 (conv2..conv5 block outputs, strides 4..32) -> FPN
+Proposal model: images -> backbone C2..C5 (conv2..conv5 block outputs, strides 4..32) -> FPN
 top-down pathway on levels min_level..min(max_level, 5) -> extra stride-2 levels up to
 max_level -> a LIST of maps [P_min, ..., P_max], finest first, all `additional_layer_depth`
 channels. As the OD API's KerasFpnTopDownFeatureMaps: the coarsest backbone level gets a 1x1
@@ -13,7 +15,7 @@ Box classifier (OD API): crops [N, k, k, depth] -> flatten -> FC 1024 relu -> ba
 conv_hyperparams, if it has one) -> FC 1024 relu -> [N, 1, 1, 1024]. Every call makes a new copy
 with its own variables (the MTL heads' copies); there is no block-4 stage on FPN.
 
-Backbone layers, as the OD API's Keras ResNet v1 (keras_models/resnet_v1.py):
+ResNet layers, as the OD API's Keras ResNet v1 (keras_models/resnet_v1.py):
 - override_base_feature_extractor_hyperparams: conv kernels take conv_hyperparams' initializer
   and regularizer, batch norms its batch_norm (none -> no normalization), every ReLU becomes
   conv_hyperparams' activation (RELU_6 in the OD API samples);
@@ -26,12 +28,16 @@ those weights expect; the OD API subtracts RGB means for its own checkpoints).
 Batch norm everywhere trains only with batch_norm_trainable and is_training; otherwise it is
 FrozenBatchNormalization (moving statistics, gamma/beta fixed), the project's frozen BN.
 Nothing is frozen by default (the OD API trains every backbone layer); num_frozen_blocks /
-freeze_layer freeze the stem and the first blocks as for the C4 extractors.
+freeze_layer freeze the ResNet stem and first blocks as for the C4 extractors.
+MobileNet v1 (C2..C5 = conv_pw_3/5/11/13 outputs, width `depth_multiplier`, 'tf'
+preprocessing): with the override its kernels, batch norms and ReLU6s follow conv_hyperparams as
+above; without it keeps the Keras application's own layers (frozen batch norm as above).
 
 The detector pads images to a multiple of `pad_to_multiple` (OD API default 32) before this
 model, so every level's map covers exactly the padded image.
 """
 
+import dataclasses
 import functools
 
 import tensorflow as tf
@@ -45,22 +51,41 @@ from mtl_ssl.backbones.base import freeze_layer_to_num_stages
 BOX_CLASSIFIER_UNITS = 1024
 _CAFFE_MEANS_BGR = (103.939, 116.779, 123.68)
 
-# depth -> (application, output layers of C2..C5)
-RESNETS = {
-    50: (tf_keras.applications.ResNet50,
-         ('conv2_block3_out', 'conv3_block4_out', 'conv4_block6_out', 'conv5_block3_out')),
-    101: (tf_keras.applications.ResNet101,
-          ('conv2_block3_out', 'conv3_block4_out', 'conv4_block23_out', 'conv5_block3_out')),
-    152: (tf_keras.applications.ResNet152,
-          ('conv2_block3_out', 'conv3_block8_out', 'conv4_block36_out', 'conv5_block3_out')),
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+  """A tf_keras.applications model seen as C2..C5 (strides 4, 8, 16, 32)."""
+  application: object          # tf_keras.applications constructor
+  c_layers: tuple              # output layers of C2..C5
+  preprocess_mode: str         # 'caffe' (BGR minus means) or 'tf' (scaled to [-1, 1])
+  resnet: bool                 # the OD API's ResNet v1 rules apply (see the module docstring)
+
+
+BACKBONES = {
+    'resnet50': Backbone(tf_keras.applications.ResNet50, (
+        'conv2_block3_out', 'conv3_block4_out', 'conv4_block6_out', 'conv5_block3_out'),
+                         'caffe', True),
+    'resnet101': Backbone(tf_keras.applications.ResNet101, (
+        'conv2_block3_out', 'conv3_block4_out', 'conv4_block23_out', 'conv5_block3_out'),
+                          'caffe', True),
+    'resnet152': Backbone(tf_keras.applications.ResNet152, (
+        'conv2_block3_out', 'conv3_block8_out', 'conv4_block36_out', 'conv5_block3_out'),
+                          'caffe', True),
+    'mobilenet_v1': Backbone(tf_keras.applications.MobileNet, (
+        'conv_pw_3_relu', 'conv_pw_5_relu', 'conv_pw_11_relu', 'conv_pw_13_relu'), 'tf', False),
 }
 
 
+def _application_kwargs(name, alpha):
+  return {'alpha': alpha} if name.startswith('mobilenet') else {}
+
+
 @functools.lru_cache(maxsize=None)
-def _blueprint(depth):
-  """(LayerSpecs, input layer name) of the tf_keras.applications ResNet, recorded once per
+def _blueprint(name, alpha):
+  """(LayerSpecs, input layer name) of the tf_keras.applications model, recorded once per
   process (the specs are immutable; every layer is made fresh from them)."""
-  model = RESNETS[depth][0](weights=None, include_top=False, input_shape=(None, None, 3))
+  model = BACKBONES[name].application(weights=None, include_top=False, input_shape=(None, None, 3),
+                                      **_application_kwargs(name, alpha))
   return tuple(graph.layer_specs(model)), model.layers[0].name
 
 
@@ -80,25 +105,29 @@ class _TopDownMerge(tf_keras.layers.Layer):
   multiple of 32) work too; for multiples of 32 this is exactly the OD API's top-down sum.
   """
 
-  def call(self, inputs):
+  @tf.autograph.experimental.do_not_convert
+  def call(self, inputs, training=None):
+    del training  # no weights, same in training and inference
     top_down, residual = inputs
     upsampled = tf.repeat(tf.repeat(top_down, 2, axis=1), 2, axis=2)
     shape = tf.shape(residual)
     return residual + upsampled[:, :shape[1], :shape[2], :]
 
 
-class ResNetFpnFeatureExtractor:
-  """Faster R-CNN ResNet v1 FPN feature extractor; see the module docstring."""
+class FpnFeatureExtractor:
+  """Faster R-CNN FPN feature extractor on one of BACKBONES; see the module docstring."""
 
   is_multilevel = True
-  preprocess_mode = 'caffe'
 
-  def __init__(self, depth, is_training, conv_hyperparams, first_stage_features_stride=16,
+  def __init__(self, backbone, is_training, conv_hyperparams, first_stage_features_stride=16,
                batch_norm_trainable=False, override_base_feature_extractor_hyperparams=False,
                fpn_min_level=2, fpn_max_level=6, additional_layer_depth=256,
-               pad_to_multiple=32, num_frozen_blocks=None, freeze_layer=None):
-    if depth not in RESNETS:
-      raise ValueError(f'ResNet FPN depth must be one of {sorted(RESNETS)}, got {depth}')
+               pad_to_multiple=32, num_frozen_blocks=None, freeze_layer=None,
+               depth_multiplier=1.0):
+    if backbone not in BACKBONES:
+      raise ValueError(f'FPN backbone must be one of {sorted(BACKBONES)}, got {backbone!r}')
+    if not depth_multiplier > 0:
+      raise ValueError(f'feature_extractor.depth_multiplier must be > 0, got {depth_multiplier}')
     if first_stage_features_stride not in (8, 16):
       raise ValueError('feature_extractor.first_stage_features_stride must be 8 or 16 '
                        f'(unused by FPN, as in the OD API), got {first_stage_features_stride}')
@@ -116,8 +145,11 @@ class ResNetFpnFeatureExtractor:
     if conv_hyperparams is None:
       raise ValueError('feature_extractor.conv_hyperparams is required for the FPN extractors '
                        '(it configures the FPN layers, as in the OD API)')
-    self._depth = depth
-    self._application_fn, self._c_layers = RESNETS[depth]
+    self.backbone_name = backbone
+    self._backbone = BACKBONES[backbone]
+    self._alpha = float(depth_multiplier) if not self._backbone.resnet else 1.0
+    self._c_layers = self._backbone.c_layers
+    self.preprocess_mode = self._backbone.preprocess_mode
     self._is_training = bool(is_training)
     self._first_stage_features_stride = first_stage_features_stride
     self._train_batch_norm = bool(batch_norm_trainable) and self._is_training
@@ -141,13 +173,18 @@ class ResNetFpnFeatureExtractor:
     if self._num_frozen_stages > 5:
       raise ValueError('a ResNet has a stem and 4 blocks: cannot freeze '
                        f'{self._num_frozen_stages - 1} blocks')
+    if self._num_frozen_stages and not self._backbone.resnet:
+      raise ValueError(f'freezing blocks is implemented for the ResNet FPNs only, not {backbone}')
 
-    self._specs, self._input_name = _blueprint(depth)
+    self._specs, self._input_name = _blueprint(backbone, self._alpha)
     if self._override:
       self._kernel_initializer = conv_hyperparams.initializer()
       self._kernel_regularizer = conv_hyperparams.regularizer()
       self._backbone_bn = _batch_norm_kwargs(conv_hyperparams)
       self._activation = conv_hyperparams.activation() or 'linear'
+    elif not self._backbone.resnet:  # the application's own layers
+      self._kernel_initializer = self._kernel_regularizer = self._activation = None
+      self._backbone_bn = 'application'
     else:  # the OD API's Keras ResNet v1 defaults
       self._kernel_initializer = tf_keras.initializers.VarianceScaling(
           1.0, 'fan_in', 'truncated_normal')
@@ -180,12 +217,19 @@ class ResNetFpnFeatureExtractor:
   def num_frozen_stages(self):
     return self._num_frozen_stages
 
+  @property
+  def depth_multiplier(self):
+    return self._alpha
+
   def preprocess(self, resized_inputs):
-    """float32 images in 0..255 -> BGR minus the ImageNet means (Keras 'caffe' mode)."""
+    """float32 images in 0..255 -> what the ImageNet weights expect: BGR minus the ImageNet
+    means (ResNets, Keras 'caffe' mode) or scaled to [-1, 1] (MobileNet, 'tf' mode)."""
     images = tf.convert_to_tensor(resized_inputs, dtype=tf.float32)
     if images.shape.rank != 4 or images.shape[-1] != 3:
       raise ValueError(f'preprocess expects [batch, height, width, 3] images, got {images.shape}')
-    return images[..., ::-1] - tf.constant(_CAFFE_MEANS_BGR, tf.float32)
+    if self.preprocess_mode == 'caffe':
+      return images[..., ::-1] - tf.constant(_CAFFE_MEANS_BGR, tf.float32)
+    return images / 127.5 - 1.0
 
   def get_proposal_feature_extractor_model(self, name='FirstStageFeatureExtractor'):
     """images [B, H, W, 3] -> [P_min, ..., P_max]. Built once; later calls return it."""
@@ -255,7 +299,7 @@ class ResNetFpnFeatureExtractor:
 
   @property
   def classification_backbone(self):
-    """The ResNet (input -> conv5_block3_out) made of the proposal model's backbone layers, so a
+    """The backbone (input -> C5) made of the proposal model's backbone layers, so a
     tf.train.Checkpoint of the tf_keras.applications model restores into it."""
     if self._classification_backbone is None:
       self.get_proposal_feature_extractor_model()
@@ -271,8 +315,10 @@ class ResNetFpnFeatureExtractor:
 
   # ----- internals -------------------------------------------------------------------------
   def _application(self, weights, include_top):
-    return self._application_fn(weights=weights, include_top=include_top,
-                                input_shape=None if include_top else (None, None, 3))
+    return self._backbone.application(
+        weights=weights, include_top=include_top,
+        input_shape=None if include_top else (None, None, 3),
+        **_application_kwargs(self.backbone_name, self._alpha))
 
   def _stage(self, layer_name):
     """0 = stem (conv1, pool1), k = ResNet block k (conv{k+1}_*)."""
@@ -286,6 +332,11 @@ class ResNetFpnFeatureExtractor:
     config = dict(spec.config)
     frozen = self._stage(spec.name) < self._num_frozen_stages
     if issubclass(spec.cls, tf_keras.layers.BatchNormalization):
+      if self._backbone_bn == 'application':
+        bn_kwargs = {key: config[key] for key in ('momentum', 'epsilon', 'center', 'scale')}
+        cls = (tf_keras.layers.BatchNormalization if self._train_batch_norm
+               else FrozenBatchNormalization)
+        return cls(name=spec.name, **bn_kwargs)
       if self._backbone_bn is None:  # conv_hyperparams without batch norm: none here either
         return tf_keras.layers.Activation('linear', name=spec.name)
       cls = (tf_keras.layers.BatchNormalization if self._train_batch_norm and not frozen
@@ -295,11 +346,17 @@ class ResNetFpnFeatureExtractor:
       config['padding'] = ((0, 0), (0, 0))
     elif spec.name == 'pool1_pool':
       config['padding'] = 'same'
+    elif issubclass(spec.cls, tf_keras.layers.DepthwiseConv2D):
+      if self._kernel_initializer is not None:
+        config['depthwise_initializer'] = self._kernel_initializer
+        config['depthwise_regularizer'] = self._kernel_regularizer
     elif issubclass(spec.cls, tf_keras.layers.Conv2D):
-      config['kernel_initializer'] = self._kernel_initializer
-      config['kernel_regularizer'] = self._kernel_regularizer
-    elif issubclass(spec.cls, tf_keras.layers.Activation):
-      config['activation'] = self._activation
+      if self._kernel_initializer is not None:
+        config['kernel_initializer'] = self._kernel_initializer
+        config['kernel_regularizer'] = self._kernel_regularizer
+    elif issubclass(spec.cls, (tf_keras.layers.Activation, tf_keras.layers.ReLU)):
+      if self._activation is not None:
+        return tf_keras.layers.Activation(self._activation, name=spec.name)
     if frozen:
       config['trainable'] = False
     return graph.layer_from_spec(spec, config)
@@ -341,8 +398,8 @@ class ResNetFpnFeatureExtractor:
 
   @staticmethod
   def _has_weights(spec):
-    return issubclass(spec.cls, (tf_keras.layers.Conv2D, tf_keras.layers.BatchNormalization,
-                                 tf_keras.layers.Dense))
+    return issubclass(spec.cls, (tf_keras.layers.Conv2D, tf_keras.layers.DepthwiseConv2D,
+                                 tf_keras.layers.BatchNormalization, tf_keras.layers.Dense))
 
   def _apply_weights(self, loaded):
     for index, layer in self._backbone_layers.items():

@@ -34,8 +34,9 @@ SUPPORTED_FEATURE_EXTRACTORS = (
     "faster_rcnn_resnet50_fpn_keras",
     "faster_rcnn_resnet101_fpn_keras",
     "faster_rcnn_resnet152_fpn_keras",
+    "faster_rcnn_mobilenet_v1_fpn_keras",
 )
-FPN_FEATURE_EXTRACTORS = SUPPORTED_FEATURE_EXTRACTORS[-3:]
+FPN_FEATURE_EXTRACTORS = SUPPORTED_FEATURE_EXTRACTORS[-4:]
 
 # eval_config.metrics_set values mtl_ssl.evaluation implements.
 SUPPORTED_METRICS_SETS = ("coco_detection_metrics", "pascal_voc_detection_metrics")

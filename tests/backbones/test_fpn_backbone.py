@@ -32,7 +32,7 @@ def _hyperparams(text=_OD_API_HYPERPARAMS):
 
 def _extractor(is_training=True, **kwargs):
   kwargs.setdefault('conv_hyperparams', _hyperparams())
-  return fpn.ResNetFpnFeatureExtractor(50, is_training, **kwargs)
+  return fpn.FpnFeatureExtractor('resnet50', is_training, **kwargs)
 
 
 @functools.lru_cache(maxsize=None)
@@ -175,7 +175,7 @@ def test_build_reads_the_od_api_fields():
     override_base_feature_extractor_hyperparams: true""",
                           faster_rcnn_pb2.FasterRcnnFeatureExtractor())
   extractor = backbones.build(cfg, is_training=True)
-  assert isinstance(extractor, fpn.ResNetFpnFeatureExtractor)
+  assert isinstance(extractor, fpn.FpnFeatureExtractor)
   assert extractor.feature_levels == (3, 4, 5, 6, 7)
   assert extractor.proposal_feature_depth == 64 and extractor.pad_to_multiple == 64
   assert extractor._override and extractor._train_batch_norm  # pylint: disable=protected-access
@@ -186,7 +186,7 @@ def test_build_reads_the_od_api_fields():
   assert not extractor._train_batch_norm  # pylint: disable=protected-access
   plain = backbones.build(types.SimpleNamespace(type='faster_rcnn_resnet101_fpn_keras',
                                                 conv_hyperparams=None), is_training=True)
-  assert plain._depth == 101  # pylint: disable=protected-access
+  assert plain.backbone_name == 'resnet101'
 
 
 def test_classification_weights_load_into_the_backbone_and_checkpoint_restores(tmp_path):
