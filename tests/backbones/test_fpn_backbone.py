@@ -212,3 +212,25 @@ def test_classification_weights_load_into_the_backbone_and_checkpoint_restores(t
   status = tf.train.Checkpoint(**extractor.classification_backbone_objects()).read(prefix)
   status.assert_existing_objects_matched()
   np.testing.assert_array_equal(model.get_layer('conv4_block1_0_conv').kernel, conv.kernel)
+
+
+def test_mobilenet_v1_fpn_levels_and_override_rules():
+  extractor = fpn.FpnFeatureExtractor(
+      'mobilenet_v1', True, _hyperparams(), depth_multiplier=0.25, fpn_min_level=3,
+      fpn_max_level=6, additional_layer_depth=8, override_base_feature_extractor_hyperparams=True)
+  model = extractor.get_proposal_feature_extractor_model()
+  maps = model(tf.zeros([1, 128, 96, 3]))
+  assert [tuple(m.shape) for m in maps] == [(1, 16, 12, 8), (1, 8, 6, 8), (1, 4, 3, 8),
+                                            (1, 2, 2, 8)]
+  # C3..C5 of MobileNet v1 at width 0.25: conv_pw_5 (64), conv_pw_11 (128), conv_pw_13 (256)
+  assert [model.get_layer(n).output.shape[-1] for n in
+          ('conv_pw_5_relu', 'conv_pw_11_relu', 'conv_pw_13_relu')] == [64, 128, 256]
+  dw = model.get_layer('conv_dw_2')
+  assert dw.depthwise_initializer.stddev == pytest.approx(0.03)  # conv_hyperparams (override)
+  relu = model.get_layer('conv_pw_3_relu')
+  assert relu(tf.constant([-1.0, 9.0])).numpy().tolist() == [0.0, 6.0]
+  # 'tf' preprocessing, as the Keras MobileNet weights expect
+  np.testing.assert_allclose(extractor.preprocess(tf.constant([[[[0.0, 127.5, 255.0]]]])),
+                             [[[[-1.0, 0.0, 1.0]]]])
+  with pytest.raises(ValueError, match='ResNet FPNs only'):
+    fpn.FpnFeatureExtractor('mobilenet_v1', True, _hyperparams(), num_frozen_blocks=1)
