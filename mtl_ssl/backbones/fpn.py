@@ -244,9 +244,13 @@ class FpnFeatureExtractor:
         self._pending_weights = None
     return self._proposal_model
 
-  def get_box_classifier_feature_extractor_model(self, name='SecondStageFeatureExtractor'):
+  def get_box_classifier_feature_extractor_model(self, name='SecondStageFeatureExtractor',
+                                                 classification_init=True):
     """crops [N, k, k, depth] -> [N, 1, 1, 1024]; every call builds a NEW copy (built at its
-    first call). A name used before gets a numeric suffix."""
+    first call). A name used before gets a numeric suffix. classification_init: the C4
+    extractors' switch for copies that must not take the ImageNet weights; the FPN box
+    classifier never has classification weights, so it changes nothing here."""
+    del classification_init
     unique_name, suffix = name, 0
     while unique_name in self._box_names:
       suffix += 1
