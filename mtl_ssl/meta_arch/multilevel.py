@@ -4,8 +4,9 @@ The detector asks these helpers and stays the same code for C4 (one map F) and F
 maps, finest first, from an extractor with `is_multilevel`):
 - `pad_images`: FPN images are zero-padded (bottom/right) to a multiple of the extractor's
   `pad_to_multiple` (OD API default 32), so every level covers exactly the padded image; the
-  padded image is THE image for anchors, crops and the MTL heads (the OD API pads inside its
-  extractor instead, which shifts crops by up to 31 px on sizes that are not multiples of 32).
+  padded image is the frame of the crops and the MTL heads (the OD API pads inside its
+  extractor instead, which shifts crops by up to 31 px on sizes that are not multiples of 32);
+  anchors are still checked against each image's true extent (rpn.anchor_validity).
 - `make_rpn_head`: C4 -> rpn.RPNHead; FPN -> MultiLevelRPNHead, as the OD API's Keras Faster
   R-CNN: ONE shared RPNConv (+ batch norm, relu6) applied to every level, then per-level 1x1
   box and objectness convs (its ConvolutionalBoxPredictor makes one head per feature map);

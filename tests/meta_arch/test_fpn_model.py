@@ -83,8 +83,8 @@ def test_odapi_fpn_sample_config_builds_and_trains_one_step(depth, tmp_path):
   maps = pred['rpn_features_to_crop']
   assert [tuple(m.shape) for m in maps] == [(2, 128 // 2 ** l, 128 // 2 ** l, 256)
                                             for l in range(2, 7)]
-  assert pred['anchors'].shape[0] == sum(6 * (128 // 2 ** l) ** 2 for l in range(2, 7))
-  assert pred['rpn_box_encodings'].shape[1] == pred['anchors'].shape[0]
+  assert pred['anchors'].shape[-2] == sum(6 * (128 // 2 ** l) ** 2 for l in range(2, 7))
+  assert pred['rpn_box_encodings'].shape[1] == pred['anchors'].shape[-2]
   # crop 14 + 2x2 max-pool -> 7 x 7 x 256 RoIs -> FC head [N, 1, 1, 1024]; 64 sampled per image
   assert tuple(pred['proposal_crops'].shape) == (128, 7, 7, 256)
   assert tuple(pred['box_classifier_features'].shape) == (128, 1, 1, 1024)
