@@ -171,7 +171,8 @@ def test_closeness_logits_and_refined_loss_train_their_own_heads(model):
            for v, g in zip(variables, tape.gradient(proxy, variables))]
   heads = model.mtl_heads
   assert _total(grads, heads.closeness_head.stage) > 0.0
-  assert _total(grads, 'smoothing_1_conv/kernel') > 0.0  # the proposals' crops: the pyramid
+  # the proposals' crops: the pyramid (their level depends on the random proposals' sizes)
+  assert _total(grads, 'projection_4/kernel') > 0.0
   assert _total(grads, heads.window_head) == 0.0
   assert _total(grads, model._box_classifier_model) == 0.0  # pylint: disable=protected-access
   refined, _, _ = _grads(model, SMALL_WINDOWS, mtl_heads.REFINED_LOSS)
