@@ -136,8 +136,13 @@ class _OdApi:
     return self._receive()['times_ms']
 
   def close(self):
-    self._send({'quit': True})
-    self._process.wait(timeout=60)
+    """Asks the child to quit; a child slow to tear TensorFlow down is killed (its times are in)."""
+    try:
+      self._send({'quit': True})
+      self._process.wait(timeout=60)
+    except (subprocess.TimeoutExpired, BrokenPipeError):
+      self._process.kill()
+      self._process.wait()
 
 
 def main():
@@ -167,10 +172,6 @@ def main():
   for _ in range(args.rounds):
     for name, runner in runners.items():
       times[name] += runner.run(args.steps_per_round)
-  for runner in runners.values():
-    if isinstance(runner, _OdApi):
-      runner.close()
-
   reference = statistics.median(times['OD API']) if 'OD API' in times else None
   print(f'\nFPN Faster R-CNN ResNet-50 train step, {args.size}x{args.size}, batch {args.batch}, '
         f'{args.rounds} rounds x {args.steps_per_round} steps (load avg {load_start:.1f} -> '
@@ -180,7 +181,10 @@ def main():
   for name, values in times.items():
     ratio = f'{statistics.median(values) / reference:.2f}' if reference else 'n/a'
     print(f'| {name} | {runners[name].trainable_variables} | {min(values):.0f} | '
-          f'{statistics.median(values):.0f} | {ratio} |')
+          f'{statistics.median(values):.0f} | {ratio} |', flush=True)
+  for runner in runners.values():  # after the table: a slow child exit loses nothing
+    if isinstance(runner, _OdApi):
+      runner.close()
 
 
 if __name__ == '__main__':
