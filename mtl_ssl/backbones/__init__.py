@@ -1,4 +1,4 @@
-"""Faster R-CNN C4 feature extractors, by OD API type name.
+"""Faster R-CNN feature extractors by OD API type name: C4 (one stride-16 map) and FPN.
 
 `build(feature_extractor_config, is_training)` reads the FasterRcnnFeatureExtractor message
 (or any object with the same attribute names). Fields used when the message has them:
@@ -12,15 +12,21 @@
   weight_decay                  same meaning (original TF1 field; plain config objects)
   freeze_layer                  '', 'conv1', 'blockN' (original TF1 field; default per type)
   depth_multiplier              MobileNet width multiplier (Keras alpha)
-Other OD API fields (override_base_feature_extractor_hyperparams, pad_to_multiple,
-use_explicit_padding, fpn) are not used by these extractors (config validation rejects the
-unsupported ones).
+Other OD API fields (override_base_feature_extractor_hyperparams, pad_to_multiple, fpn) are
+not used by the C4 extractors (config validation rejects the unsupported ones).
+FPN types (faster_rcnn_resnet{50,101,152}_fpn_keras, fpn.py; and the mtl-ssl type
+faster_rcnn_mobilenet_v1_fpn_keras, which also reads depth_multiplier) read as the OD API does:
+  conv_hyperparams (required: the FPN layers' hyperparameters, and the backbone's with
+  override_base_feature_extractor_hyperparams), fpn { min_level max_level
+  additional_layer_depth } (levels 2..6, depth 256 when fpn is absent), pad_to_multiple,
+  batch_norm_trainable.
 Keyword overrides (e.g. num_frozen_blocks=0, box_classifier_stride=2, depth_multiplier=0.25,
 align_feature_maps=False) go to the extractor's constructor and win over the config.
 """
 
 import functools
 
+from mtl_ssl.backbones import fpn
 from mtl_ssl.backbones.base import ApplicationFeatureExtractor
 from mtl_ssl.backbones.base import FrozenBatchNormalization
 from mtl_ssl.backbones.inception_resnet_v2 import InceptionResnetV2FeatureExtractor
@@ -35,7 +41,15 @@ FEATURE_EXTRACTORS = {
     'faster_rcnn_inception_resnet_v2_keras': InceptionResnetV2FeatureExtractor,
     'faster_rcnn_mobilenet_v1_keras': MobileNetV1FeatureExtractor,
     'faster_rcnn_mobilenet_v2_keras': MobileNetV2FeatureExtractor,
+    'faster_rcnn_resnet50_fpn_keras': functools.partial(fpn.FpnFeatureExtractor, 'resnet50'),
+    'faster_rcnn_resnet101_fpn_keras': functools.partial(fpn.FpnFeatureExtractor, 'resnet101'),
+    'faster_rcnn_resnet152_fpn_keras': functools.partial(fpn.FpnFeatureExtractor, 'resnet152'),
+    'faster_rcnn_mobilenet_v1_fpn_keras': functools.partial(fpn.FpnFeatureExtractor,
+                                                            'mobilenet_v1'),
 }
+
+FPN_TYPES = ('faster_rcnn_resnet50_fpn_keras', 'faster_rcnn_resnet101_fpn_keras',
+             'faster_rcnn_resnet152_fpn_keras', 'faster_rcnn_mobilenet_v1_fpn_keras')
 
 _MOBILENETS = ('faster_rcnn_mobilenet_v1_keras', 'faster_rcnn_mobilenet_v2_keras')
 
@@ -83,6 +97,33 @@ def _weight_decay(config):
   return float(value) if present and value else 0.0
 
 
+def _fpn_kwargs(config):
+  """OD API _build_faster_rcnn_keras_feature_extractor: FPN fields when present."""
+  from mtl_ssl.builders import hyperparams_builder  # pylint: disable=g-import-not-at-top
+  kwargs = {}
+  if _is_set(config, 'conv_hyperparams'):
+    kwargs['conv_hyperparams'] = hyperparams_builder.KerasLayerHyperparams(
+        _field(config, 'conv_hyperparams')[1], 'model.faster_rcnn.feature_extractor.conv_hyperparams')
+  else:
+    kwargs['conv_hyperparams'] = None  # the extractor says what is missing
+  kwargs['override_base_feature_extractor_hyperparams'] = bool(
+      _field(config, 'override_base_feature_extractor_hyperparams')[1])
+  if _is_set(config, 'fpn'):
+    fpn_config = _field(config, 'fpn')[1]
+    kwargs['fpn_min_level'] = int(fpn_config.min_level)
+    kwargs['fpn_max_level'] = int(fpn_config.max_level)
+    kwargs['additional_layer_depth'] = int(fpn_config.additional_layer_depth)
+  present, multiple = _field(config, 'pad_to_multiple')
+  if present:
+    kwargs['pad_to_multiple'] = int(multiple)
+  if _is_set(config, 'freeze_layer'):
+    kwargs['freeze_layer'] = _field(config, 'freeze_layer')[1]
+  if _field(config, 'type')[1] == 'faster_rcnn_mobilenet_v1_fpn_keras' and _is_set(
+      config, 'depth_multiplier'):
+    kwargs['depth_multiplier'] = float(_field(config, 'depth_multiplier')[1])
+  return kwargs
+
+
 def build(feature_extractor_config, is_training, first_stage_features_stride=16,
           batch_norm_trainable=None, **overrides):
   """Builds the feature extractor named by feature_extractor_config.type."""
@@ -102,6 +143,10 @@ def build(feature_extractor_config, is_training, first_stage_features_stride=16,
     present, value = _field(feature_extractor_config, 'batch_norm_trainable')
     batch_norm_trainable = bool(value) if present else False
   kwargs['batch_norm_trainable'] = batch_norm_trainable
+  if type_name in FPN_TYPES:
+    kwargs.update(_fpn_kwargs(feature_extractor_config))
+    kwargs.update(overrides)
+    return FEATURE_EXTRACTORS[type_name](is_training=is_training, **kwargs)
   weight_decay = _weight_decay(feature_extractor_config)
   if weight_decay:
     kwargs['weight_decay'] = weight_decay
@@ -113,6 +158,7 @@ def build(feature_extractor_config, is_training, first_stage_features_stride=16,
   return FEATURE_EXTRACTORS[type_name](is_training=is_training, **kwargs)
 
 
-__all__ = ['ApplicationFeatureExtractor', 'FEATURE_EXTRACTORS', 'FrozenBatchNormalization',
+__all__ = ['ApplicationFeatureExtractor', 'FEATURE_EXTRACTORS', 'FPN_TYPES',
+           'FrozenBatchNormalization',
            'InceptionResnetV2FeatureExtractor', 'MobileNetV1FeatureExtractor',
            'MobileNetV2FeatureExtractor', 'ResNetFeatureExtractor', 'build']

@@ -81,11 +81,20 @@ def apply_slice(specs, input_name, output_name, inputs, make_layer):
   Returns:
     (output tensor, {blueprint index: layer used}).
   """
-  needed = ancestors(specs, output_name, stop_names=(input_name,))
+  outputs, used = apply_slice_outputs(specs, input_name, [output_name], inputs, make_layer)
+  return outputs[0], used
+
+
+def apply_slice_outputs(specs, input_name, output_names, inputs, make_layer):
+  """apply_slice with several outputs (e.g. the C2..C5 maps of an FPN backbone): returns
+  ([output tensor per name], {blueprint index: layer used}); each layer is made once."""
+  needed = set()
+  for output_name in output_names:
+    needed |= ancestors(specs, output_name, stop_names=(input_name,))
   by_name = {spec.name: spec for spec in specs}
   for layer_name in needed:
     if not by_name[layer_name].inbound:
-      raise ValueError(f'{output_name!r} depends on {layer_name!r}, which is not computed '
+      raise ValueError(f'{output_names!r} depend on {layer_name!r}, which is not computed '
                        f'from {input_name!r}: cannot cut the model there')
   tensors = {input_name: inputs}
   used = {}
@@ -96,7 +105,7 @@ def apply_slice(specs, input_name, output_name, inputs, make_layer):
     args = [tensors[producer] for producer in spec.inbound]
     tensors[spec.name] = layer(args if spec.list_input else args[0])
     used[spec.index] = layer
-  return tensors[output_name], used
+  return [tensors[name] for name in output_names], used
 
 
 def replay(specs, input_name, output_name, inputs, make_layer, name=None, output_dtype=None):

@@ -1,5 +1,5 @@
-"""DetectionModel proto -> Faster R-CNN or R-FCN (with the MTL add-on when
-model.mtl turns a task on).
+"""DetectionModel proto -> Faster R-CNN (C4 or FPN) or R-FCN (with the MTL
+add-on when model.mtl turns a task on).
 
 R-FCN is chosen, as in the OD API, by an rfcn_box_predictor in
 second_stage_box_predictor; a mask_rcnn_box_predictor gives Faster R-CNN.
@@ -92,7 +92,14 @@ def build(model_config, is_training, max_num_groundtruth_boxes=100,
       raise ValueError('%s.%s is required' % (_PREFIX, field))
   meta_arch_cls, box_predictor = _box_predictor(cfg, num_classes)
   if use_bfloat16:
+    if cfg.feature_extractor.type in backbones.FPN_TYPES:
+      raise ValueError('train_config.use_bfloat16 is implemented for the C4 feature extractors, '
+                       'not for %s' % cfg.feature_extractor.type)
     feature_extractor_overrides.setdefault('compute_dtype', 'bfloat16')
+  if (meta_arch_cls is rfcn.RFCNMetaArch and
+      cfg.feature_extractor.type in backbones.FPN_TYPES):
+    raise ValueError('%s: rfcn_box_predictor needs a C4 feature extractor (one stride-16 '
+                     'map), got %s' % (_PREFIX, cfg.feature_extractor.type))
   feature_extractor = backbones.build(
       cfg.feature_extractor, is_training,
       first_stage_features_stride=cfg.feature_extractor.first_stage_features_stride,

@@ -31,7 +31,12 @@ SUPPORTED_FEATURE_EXTRACTORS = (
     "faster_rcnn_inception_resnet_v2_keras",
     "faster_rcnn_mobilenet_v1_keras",
     "faster_rcnn_mobilenet_v2_keras",
+    "faster_rcnn_resnet50_fpn_keras",
+    "faster_rcnn_resnet101_fpn_keras",
+    "faster_rcnn_resnet152_fpn_keras",
+    "faster_rcnn_mobilenet_v1_fpn_keras",
 )
+FPN_FEATURE_EXTRACTORS = SUPPORTED_FEATURE_EXTRACTORS[-4:]
 
 # eval_config.metrics_set values mtl_ssl.evaluation implements.
 SUPPORTED_METRICS_SETS = ("coco_detection_metrics", "pascal_voc_detection_metrics")
@@ -197,6 +202,23 @@ def _find_feature_extractor_type(p):
     return []
 
 
+def _find_fpn_fields_on_c4(p):
+    fe = _frcnn(p).feature_extractor
+    if fe.type in FPN_FEATURE_EXTRACTORS:
+        return []
+    path = "model.faster_rcnn.feature_extractor"
+    return _has(fe, path, "fpn") + _set_true(fe, path, "override_base_feature_extractor_hyperparams")
+
+
+def _find_fpn_with_rfcn(p):
+    fr = _frcnn(p)
+    if (fr.feature_extractor.type in FPN_FEATURE_EXTRACTORS
+            and fr.second_stage_box_predictor.WhichOneof("box_predictor_oneof") == "rfcn_box_predictor"):
+        return ["model.faster_rcnn.second_stage_box_predictor.rfcn_box_predictor with "
+                f"feature_extractor.type '{fr.feature_extractor.type}'"]
+    return []
+
+
 def _find_checkpoint_type(p):
     kind = p.train_config.fine_tune_checkpoint_type
     return [] if kind in SUPPORTED_CHECKPOINT_TYPES else [f"train_config.fine_tune_checkpoint_type: '{kind}'"]
@@ -252,18 +274,17 @@ RULES = (
          if p.model.HasField("faster_rcnn") and _frcnn(p).number_of_stages != 2 else []),
     Rule("model.faster_rcnn.feature_extractor.type", "error",
          "supported types: " + ", ".join(SUPPORTED_FEATURE_EXTRACTORS) + ".", _find_feature_extractor_type),
-    Rule("model.faster_rcnn.feature_extractor.fpn", "error",
-         "FPN Faster R-CNN is not implemented (C4 features at stride 16 only).",
-         lambda p: _has(_frcnn(p).feature_extractor, "model.faster_rcnn.feature_extractor", "fpn")),
-    Rule("model.faster_rcnn.feature_extractor.override_base_feature_extractor_hyperparams", "error",
-         "not implemented: the backbone keeps its own hyperparameters.",
-         lambda p: _set_true(_frcnn(p).feature_extractor, "model.faster_rcnn.feature_extractor",
-                             "override_base_feature_extractor_hyperparams")),
+    Rule("model.faster_rcnn.feature_extractor.fpn / override_base_feature_extractor_hyperparams", "error",
+         "only the FPN types (" + ", ".join(FPN_FEATURE_EXTRACTORS) + ") use them; the C4 backbones "
+         "keep their own hyperparameters.", _find_fpn_fields_on_c4),
+    Rule("rfcn_box_predictor with an FPN feature extractor", "error",
+         "R-FCN runs on one stride-16 map (as in the OD API); use mask_rcnn_box_predictor with FPN.",
+         _find_fpn_with_rfcn),
     Rule("model.faster_rcnn.first_stage_anchor_generator", "error",
-         "only grid_anchor_generator is implemented.",
+         "only grid_anchor_generator (C4) and multiscale_anchor_generator (FPN) are implemented.",
          lambda p: [f"model.faster_rcnn.first_stage_anchor_generator.{k}"
                     for k in [_frcnn(p).first_stage_anchor_generator.WhichOneof("anchor_generator_oneof")]
-                    if k not in (None, "grid_anchor_generator")]),
+                    if k not in (None, "grid_anchor_generator", "multiscale_anchor_generator")]),
     Rule("model.faster_rcnn.image_resizer", "error",
          "only keep_aspect_ratio_resizer and fixed_shape_resizer are implemented, without "
          "convert_to_grayscale or per_channel_pad_value.", _find_resizer),

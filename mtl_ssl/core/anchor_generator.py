@@ -1,10 +1,15 @@
-"""Grid anchor generator (OD API GridAnchorGenerator semantics).
+"""Grid anchor generators (OD API GridAnchorGenerator / MultiscaleGridAnchorGenerator).
 
 For every cell (y, x) of a feature map and every (aspect ratio, scale) pair,
 an anchor centred at (y * stride_y + offset_y, x * stride_x + offset_x) with
 height = scale / sqrt(ratio) * base_h and width = scale * sqrt(ratio) * base_w,
 in absolute pixels. Order: y, then x, then anchor; the anchor index runs over
 scales fastest (ratio-major), as the OD API's meshgrid(scales, ratios).
+
+MultiscaleGridAnchorGenerator (FPN): one such grid per pyramid level l = min..max with stride
+2^l, base size anchor_scale * 2^l, scales 2^(i / scales_per_octave) and offset 2^l / 2 (the
+offset the OD API Faster R-CNN gets, as it generates without an image size); the levels'
+anchors are concatenated finest first.
 """
 import numpy as np
 import tensorflow as tf
@@ -61,14 +66,74 @@ class GridAnchorGenerator:
     return tf.reshape(anchors, [-1, 4])
 
 
+class MultiscaleGridAnchorGenerator:
+  """Anchors on every pyramid level; `generate([(h_l, w_l), ...])` -> [sum h*w*A, 4]."""
+
+  def __init__(self, min_level=3, max_level=7, anchor_scale=4.0,
+               aspect_ratios=(0.5, 1.0, 2.0), scales_per_octave=2):
+    if not 1 <= min_level <= max_level:
+      raise ValueError('multiscale_anchor_generator: need 1 <= min_level <= max_level, '
+                       'got min_level %d, max_level %d' % (min_level, max_level))
+    if scales_per_octave < 1:
+      raise ValueError('multiscale_anchor_generator.scales_per_octave must be >= 1, got %d'
+                       % scales_per_octave)
+    if anchor_scale <= 0:
+      raise ValueError('multiscale_anchor_generator.anchor_scale must be positive, got %s'
+                       % anchor_scale)
+    self.min_level = int(min_level)
+    self.max_level = int(max_level)
+    self.anchor_scale = float(anchor_scale)
+    self.scales_per_octave = int(scales_per_octave)
+    self.aspect_ratios = [float(r) for r in aspect_ratios]
+    scales = [2.0 ** (float(i) / scales_per_octave) for i in range(scales_per_octave)]
+    self.level_generators = []
+    for level in range(self.min_level, self.max_level + 1):
+      stride = 2.0 ** level
+      self.level_generators.append(GridAnchorGenerator(
+          scales, self.aspect_ratios, base_anchor_size=(stride * anchor_scale,) * 2,
+          anchor_stride=(stride, stride), anchor_offset=(stride / 2.0, stride / 2.0)))
+
+  @property
+  def num_levels(self):
+    return len(self.level_generators)
+
+  @property
+  def num_anchors_per_location(self):
+    """Anchors per location, the same on every level."""
+    return len(self.aspect_ratios) * self.scales_per_octave
+
+  def generate(self, feature_map_shapes):
+    """feature_map_shapes: one (height, width) per level, finest first."""
+    if len(feature_map_shapes) != self.num_levels:
+      raise ValueError('multiscale_anchor_generator has %d levels (%d..%d) but got %d feature '
+                       'maps' % (self.num_levels, self.min_level, self.max_level,
+                                 len(feature_map_shapes)))
+    return tf.concat([generator.generate(height, width) for generator, (height, width)
+                      in zip(self.level_generators, feature_map_shapes)], 0)
+
+
 def build(anchor_generator_config):
-  """AnchorGenerator proto -> GridAnchorGenerator (the only kind Faster R-CNN
-  supports in the OD API)."""
+  """AnchorGenerator proto -> GridAnchorGenerator, or MultiscaleGridAnchorGenerator (FPN),
+  the kinds the OD API Faster R-CNN uses."""
   which = anchor_generator_config.WhichOneof('anchor_generator_oneof')
+  if which == 'multiscale_anchor_generator':
+    cfg = anchor_generator_config.multiscale_anchor_generator
+    if cfg.normalize_coordinates:
+      raise ValueError(
+          'model.faster_rcnn.first_stage_anchor_generator.multiscale_anchor_generator.'
+          'normalize_coordinates must be false: Faster R-CNN anchors are in pixels (the OD '
+          'API fails on true here too)')
+    if not cfg.aspect_ratios:
+      raise ValueError(
+          'model.faster_rcnn.first_stage_anchor_generator.multiscale_anchor_generator.'
+          'aspect_ratios is empty: give at least one (e.g. [1.0, 2.0, 0.5])')
+    return MultiscaleGridAnchorGenerator(
+        cfg.min_level, cfg.max_level, cfg.anchor_scale, list(cfg.aspect_ratios),
+        cfg.scales_per_octave)
   if which != 'grid_anchor_generator':
     raise ValueError(
         'model.faster_rcnn.first_stage_anchor_generator must be a '
-        'grid_anchor_generator, got %r' % which)
+        'grid_anchor_generator or a multiscale_anchor_generator, got %r' % which)
   cfg = anchor_generator_config.grid_anchor_generator
   return GridAnchorGenerator(
       scales=list(cfg.scales) or (0.5, 1.0, 2.0),

@@ -1,9 +1,11 @@
-"""Faster R-CNN (C4) meta-architecture, OD API semantics, static shapes.
+"""Faster R-CNN (C4 and FPN) meta-architecture, OD API semantics, static shapes.
 
 images -> proposal extractor -> F (stride 16) -> RPN -> proposals (NMS,
 clipped to the true image, padded to first_stage_max_proposals) -> in
 training a balanced sample of second_stage_batch_size proposals per image ->
 crop_and_pool(F) -> box-classifier stage -> box predictor -> per-class NMS.
+FPN: F is a list of pyramid levels, the images are padded to a multiple of 32,
+and the RPN head, anchors and crops are the multi-level ones of multilevel.py.
 Coordinates: anchors and proposals are absolute pixels of the padded image
 (the true image at its top-left); crops use boxes normalized w.r.t. the
 padded image; ground truth and detections are normalized w.r.t. the true
@@ -15,11 +17,11 @@ import tensorflow as tf
 
 from mtl_ssl.core import box_coder as box_coder_lib
 from mtl_ssl.core import box_ops
-from mtl_ssl.core import crop_ops
 from mtl_ssl.core import losses
 from mtl_ssl.core import sampler
 from mtl_ssl.meta_arch import model
 from mtl_ssl.meta_arch import mtl_hooks
+from mtl_ssl.meta_arch import multilevel
 from mtl_ssl.meta_arch import rpn
 from mtl_ssl.meta_arch import targets
 
@@ -71,6 +73,7 @@ class FasterRCNNMetaArch(model.DetectionModel):
       if not 0.0 <= value <= 1.0:
         raise ValueError('faster_rcnn.%s must be in [0, 1], got %s' %
                          (field, value))
+    multilevel.check_levels(first_stage_anchor_generator, feature_extractor)
     self._image_resizer_fn = image_resizer_fn
     self._feature_extractor = feature_extractor
     self._anchor_generator = first_stage_anchor_generator
@@ -107,20 +110,20 @@ class FasterRCNNMetaArch(model.DetectionModel):
     self._box_classifier_model = (
         feature_extractor.get_box_classifier_feature_extractor_model(
             name='SecondStageFeatureExtractor'))
-    self._rpn = rpn.RPNHead(
-        first_stage_anchor_generator.num_anchors_per_location,
+    self._rpn = multilevel.make_rpn_head(
+        feature_extractor, first_stage_anchor_generator,
         first_stage_box_predictor_depth, first_stage_box_predictor_kernel_size,
-        first_stage_box_predictor_conv_hyperparams,
-        atrous_rate=first_stage_atrous_rate,
+        first_stage_box_predictor_conv_hyperparams, first_stage_atrous_rate,
         compute_dtype=getattr(feature_extractor, 'compute_dtype', 'float32'))
     self._box_predictor = second_stage_box_predictor
-    self._crop_fn = functools.partial(
-        crop_ops.crop_and_pool, crop_size=self._initial_crop_size,
-        pool_kernel=self._maxpool_kernel_size, pool_stride=self._maxpool_stride)
+    self._crop_fn = multilevel.make_crop_fn(
+        feature_extractor, self._initial_crop_size, self._maxpool_kernel_size,
+        self._maxpool_stride)
     self._mtl_heads = mtl_hooks.make_heads(
         mtl_config, num_classes, feature_extractor, self._box_classifier_model,
         self._crop_fn, is_training, self.meta_arch_name,
-        rfcn_ps_pool_fn=getattr(second_stage_box_predictor, 'ps_pool', None))
+        rfcn_ps_pool_fn=getattr(second_stage_box_predictor, 'ps_pool', None),
+        feature_levels=getattr(feature_extractor, 'feature_levels', None))
     if self._mtl_heads is not None:
       # the heads apply their own weights (architecture §6); listed here so
       # every loss weight of the model can be read in one dict
@@ -165,16 +168,15 @@ class FasterRCNNMetaArch(model.DetectionModel):
   @_no_autograph
   def predict(self, preprocessed_inputs, true_image_shapes, training=None):
     training = self._is_training if training is None else bool(training)
-    images = tf.convert_to_tensor(preprocessed_inputs, tf.float32)
+    images = multilevel.pad_images(
+        tf.convert_to_tensor(preprocessed_inputs, tf.float32),
+        self._feature_extractor)
     true_image_shapes = tf.cast(true_image_shapes, tf.int32)
     image_shape = tf.shape(images)
     features = self._proposal_model(images, training=training)
     box_encodings, objectness, rpn_features = self._rpn(features,
                                                         training=training)
-    feature_shape = tf.shape(features)
-    fh = features.shape[1] if features.shape[1] is not None else feature_shape[1]
-    fw = features.shape[2] if features.shape[2] is not None else feature_shape[2]
-    anchors = self._anchor_generator.generate(fh, fw)
+    anchors = multilevel.generate_anchors(self._anchor_generator, features)
     anchors, anchor_valid = rpn.anchor_validity(
         anchors, true_image_shapes, training, self._clip_anchors_to_image)
     proposals, proposal_scores, num_proposals = rpn.generate_proposals(

@@ -12,15 +12,18 @@ _TOGETHER = (('mtl_windows', 'mtl_window_labels'),)
 
 
 def make_heads(mtl_config, num_classes, feature_extractor, main_box_classifier,
-               crop_fn, is_training, meta_arch, rfcn_ps_pool_fn=None):
+               crop_fn, is_training, meta_arch, rfcn_ps_pool_fn=None,
+               feature_levels=None):
   if mtl_config is None:
     return None
   from mtl_ssl.mtl import heads  # pylint: disable=g-import-not-at-top
   if not heads.any_task_on(mtl_config):
     return None
+  kwargs = {'feature_levels': feature_levels} if feature_levels else {}
   return heads.MTLHeads(mtl_config, num_classes, feature_extractor,
                         main_box_classifier, crop_fn, is_training,
-                        meta_arch=meta_arch, rfcn_ps_pool_fn=rfcn_ps_pool_fn)
+                        meta_arch=meta_arch, rfcn_ps_pool_fn=rfcn_ps_pool_fn,
+                        **kwargs)
 
 
 def mtl_groundtruth(groundtruth, class_ids, true_image_shapes, num_classes,

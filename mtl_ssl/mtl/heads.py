@@ -20,6 +20,10 @@ aux_stage_input (Faster R-CNN): "roi_crops" runs the window / closeness stage on
 (the paper); "whole_feature_map" runs it once on the whole F per image and averages the head's
 per-cell class scores inside each box (class_head.CropClassHead.score_map / pool_scores), so
 windows, proposals and every context box share one stage pass (docs/performance.md).
+Feature pyramids (FPN): ctx['feature_map'] is then the list of levels (`feature_levels`, finest
+first) and crop_fn the detector's multi-level crop, which puts every window / context box on its
+level by the same rule as the proposals; the foreground head runs on the one level
+`foreground_feature_level` (default 4: stride 16, the C4 detectors' F).
 """
 import tensorflow as tf
 import tf_keras
@@ -66,12 +70,27 @@ def _loss_weights(cfg):
     return weights
 
 
+def _foreground_level_index(cfg, feature_levels):
+    """Index of the foreground head's map in ctx['feature_map'] (None: a single map)."""
+    level = int(getattr(cfg, 'foreground_feature_level', 4))
+    if not feature_levels:
+        if level != 4:
+            raise ValueError(f'model.mtl.foreground_feature_level: {level} needs a feature '
+                             f'pyramid (FPN); this detector has one stride-16 map (level 4)')
+        return None
+    levels = [int(value) for value in feature_levels]
+    if level not in levels:
+        raise ValueError(f'model.mtl.foreground_feature_level: {level} is not one of the '
+                         f'feature pyramid levels {levels}')
+    return levels.index(level)
+
+
 class MTLHeads(tf_keras.layers.Layer):
     """Auxiliary heads (Tasks 1-3) and the context refiner of one detector."""
 
     def __init__(self, mtl_config, num_classes, feature_extractor, main_box_classifier, crop_fn,
-                 is_training, meta_arch='faster_rcnn', rfcn_ps_pool_fn=None, name='MTLHeads',
-                 **kwargs):
+                 is_training, meta_arch='faster_rcnn', rfcn_ps_pool_fn=None,
+                 feature_levels=None, name='MTLHeads', **kwargs):
         super().__init__(name=name, **kwargs)
         cfg = mtl_config
         if meta_arch not in _META_ARCHS:
@@ -86,12 +105,16 @@ class MTLHeads(tf_keras.layers.Layer):
         if meta_arch == 'faster_rcnn' and crop_fn is None and (cfg.window or cfg.refine):
             raise ValueError('MTLHeads: Faster R-CNN window/refine heads need the crop_fn')
         self._cfg = cfg
+        self._foreground_index = _foreground_level_index(cfg, feature_levels)
         self._num_classes = int(num_classes)
         self._meta_arch = meta_arch
         self._is_training = bool(is_training)
         self._own_stages = cfg.shared_feature == 'proposal_feature_maps'
         # R-FCN runs its auxiliary stages on the whole F anyway (position-sensitive pooling)
         self._on_map = meta_arch == 'faster_rcnn' and aux_stage_input == 'whole_feature_map'
+        if self._on_map and feature_levels and len(feature_levels) > 1:
+            raise ValueError("model.mtl.aux_stage_input 'whole_feature_map' needs one feature map "
+                             "(a C4 detector); on a feature pyramid use 'roi_crops'")
         self._stop_aux = bool(cfg.stop_gradient_for_aux_tasks)
         # the original's flag did not reach the foreground head (reproducible, off by default)
         self._foreground_uncut = not bool(getattr(cfg, 'stop_gradient_covers_foreground', True))
@@ -221,7 +244,9 @@ class MTLHeads(tf_keras.layers.Layer):
         return self._true_over_padded(ctx) * map_hw[None, :]
 
     def _cut(self, tensor):
-        return tf.stop_gradient(tensor) if self._stop_aux else tensor
+        if not self._stop_aux:
+            return tensor
+        return tf.nest.map_structure(tf.stop_gradient, tensor)  # F or a list of levels
 
     def _head_features(self, head, stage_input, training, shared_features=None):
         """Stage features of an aux head; reused main features are cut when the flag is on."""
@@ -261,9 +286,11 @@ class MTLHeads(tf_keras.layers.Layer):
         # The foreground head serves training and eval quality metrics only: at inference
         # without ground truth nothing reads it, so it stays out of exported graphs.
         if self.foreground_head is not None and with_groundtruth:
-            foreground_input = feature_map if self._foreground_uncut else self._cut(feature_map)
+            level_map = (feature_map if self._foreground_index is None
+                         else feature_map[self._foreground_index])
+            foreground_input = level_map if self._foreground_uncut else self._cut(level_map)
             outputs['mtl_foreground_logits'] = self.foreground_head(
-                foreground_input, self._true_extent_cells(ctx, feature_map), training=training)
+                foreground_input, self._true_extent_cells(ctx, level_map), training=training)
 
         if self.refiner is not None:
             outputs['mtl_refined_class_logits'] = self._refine(ctx, outputs, scale, training,
@@ -345,7 +372,8 @@ class MTLHeads(tf_keras.layers.Layer):
         inner_boxes = tf.reshape(levels[:, :, first:self._num_levels - 1], [batch, num * inner, 4])
         whole_image = levels[:, :1, self._num_levels - 1]  # [B, 1, 4]
         crop_boxes = tf.stop_gradient(tf.concat([inner_boxes, whole_image], 1))
-        crops = self._crop_fn(tf.stop_gradient(ctx['feature_map']), crop_boxes)
+        crops = self._crop_fn(tf.nest.map_structure(tf.stop_gradient, ctx['feature_map']),
+                              crop_boxes)
         if head.owns_stage:
             self._finish_share_init(crops, training)
         features = tf.stop_gradient(head.features(crops, training))

@@ -87,6 +87,7 @@ NEW_MTL = {"num_windows": 64, "window_min_size": 32, "foreground_grid_size": 64,
            "closeness_loss_sum_over_images": False, "stop_gradient_covers_foreground": True,
            # cost levers (docs/performance.md): defaults keep the paper's method
            "aux_stage_input": "roi_crops"}
+NEW_MTL["foreground_feature_level"] = 4  # FPN (number 40)
 
 
 def test_mtl_block_keeps_the_original_fields_and_adds_new_ones_after_them():

@@ -21,7 +21,9 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / 'pipeline_configs'
 PAPER = sorted((CONFIG_DIR / 'paper').glob('*.config'))
 SCENES = sorted((CONFIG_DIR / 'scenes').glob('*.config'))
+FPN = sorted((CONFIG_DIR / 'fpn').glob('*.config'))
 ALL = sorted(CONFIG_DIR.glob('**/*.config'))
+# scenes config families: name prefix -> (feature extractor type, variants shipped)
 
 PAPER_SETUPS = ('faster_rcnn_resnet101_voc07', 'faster_rcnn_resnet101_voc0712',
                 'faster_rcnn_resnet101_voc07pp12', 'faster_rcnn_resnet101_coco17',
@@ -36,11 +38,17 @@ SCENE_VARIANTS = {  # name suffix -> (window, closeness, edgemask, refine)
     'foreground': (False, False, True, False),
     'refine': (True, True, False, True),
 }
+SCENE_FAMILIES = {
+    'faster_rcnn_mobilenet_v1_scenes_': ('faster_rcnn_mobilenet_v1_keras', set(SCENE_VARIANTS)),
+    'faster_rcnn_mobilenet_v1_fpn_scenes_': ('faster_rcnn_mobilenet_v1_fpn_keras',
+                                             {'baseline', 'mtl'}),
+}
 PLACEHOLDER_FIELDS = {'train_config.fine_tune_checkpoint',
                       'train_input_reader.tf_record_input_reader.input_path[0]',
                       'eval_input_reader[0].tf_record_input_reader.input_path[0]'}
 # Big backbones: their build test is skipped when MTL_SSL_FAST_TESTS=1 (a few seconds each).
-BIG_BACKBONES = ('faster_rcnn_resnet101_keras', 'faster_rcnn_inception_resnet_v2_keras')
+BIG_BACKBONES = ('faster_rcnn_resnet101_keras', 'faster_rcnn_inception_resnet_v2_keras',
+                 'faster_rcnn_resnet50_fpn_keras')
 
 
 def _ids(paths):
@@ -71,9 +79,11 @@ def _tasks(model_config):
 def test_the_expected_configs_are_shipped():
   assert {p.name for p in PAPER} == {f'{s}_{v}.config' for s in PAPER_SETUPS
                                      for v in ('baseline', 'mtl')}
-  assert {p.name for p in SCENES} == {f'faster_rcnn_mobilenet_v1_scenes_{v}.config'
-                                      for v in SCENE_VARIANTS}
-  assert set(ALL) == set(PAPER) | set(SCENES)
+  assert {p.name for p in SCENES} == {f'{prefix}{v}.config' for prefix, (_, variants)
+                                      in SCENE_FAMILIES.items() for v in variants}
+  assert {p.name for p in FPN} == {f'faster_rcnn_resnet50_fpn_coco17_{v}.config'
+                                   for v in ('baseline', 'mtl')}
+  assert set(ALL) == set(PAPER) | set(SCENES) | set(FPN)
 
 
 @pytest.mark.parametrize('path', ALL, ids=_ids(ALL))
@@ -131,7 +141,8 @@ def test_scenes_config_is_small_and_reads_data_scenes(path):
   configs = _configs(path)
   fr = configs['model'].faster_rcnn
   assert fr.num_classes == 10
-  assert fr.feature_extractor.type == 'faster_rcnn_mobilenet_v1_keras'
+  prefix = _scene_family(path)
+  assert fr.feature_extractor.type == SCENE_FAMILIES[prefix][0]
   assert 0.0 < fr.feature_extractor.depth_multiplier < 1.0
   resizer = fr.image_resizer.fixed_shape_resizer
   assert (resizer.height, resizer.width) == (256, 256)
@@ -145,20 +156,43 @@ def test_scenes_config_is_small_and_reads_data_scenes(path):
       'data/scenes/scenes_test.record']
   for reader in (configs['train_input_config'], configs['eval_input_config']):
     assert reader.label_map_path == 'data/scenes/scenes_label_map.pbtxt'
-  variant = path.name[len('faster_rcnn_mobilenet_v1_scenes_'):-len('.config')]
+  variant = path.name[len(prefix):-len('.config')]
   assert _tasks(configs['model']) == SCENE_VARIANTS[variant]
   if variant == 'refine':
     assert configs['model'].mtl.stop_gradient_for_aux_tasks
 
 
-def test_scenes_configs_differ_only_in_the_mtl_block():
-  def without_mtl(path):
-    configs = _configs(path)
-    configs['model'].ClearField('mtl')
-    return config_util.create_pipeline_proto_from_configs(configs)
+def _scene_family(path):
+  return max((prefix for prefix in SCENE_FAMILIES if path.name.startswith(prefix)), key=len)
 
-  baseline = without_mtl(SCENES[0])
-  assert all(without_mtl(path) == baseline for path in SCENES[1:])
+
+def _without_mtl(path):
+  configs = _configs(path)
+  configs['model'].ClearField('mtl')
+  return config_util.create_pipeline_proto_from_configs(configs)
+
+
+@pytest.mark.parametrize('prefix', sorted(SCENE_FAMILIES))
+def test_scenes_configs_differ_only_in_the_mtl_block(prefix):
+  family = [path for path in SCENES if _scene_family(path) == prefix]
+  baseline = _without_mtl(family[0])
+  assert len(family) >= 2 and all(_without_mtl(path) == baseline for path in family[1:])
+
+
+def test_fpn_coco_configs_are_the_od_api_sample_model_plus_the_mtl_block(tmp_path):
+  import sys  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, str(pathlib.Path(__file__).parent))
+  import odapi_sample_configs as samples  # pylint: disable=g-import-not-at-top
+  sample = config_util.parse_pipeline_text(samples.ODAPI_FRCNN_R50_FPN_640_TPU8, 'sample').model
+  for name in ('use_static_shapes', 'use_matmul_crop_and_resize',
+               'use_static_balanced_label_sampler', 'use_matmul_gather_in_matcher'):
+    sample.faster_rcnn.ClearField(name)  # TPU-only switches, left out of the shipped configs
+  assert _without_mtl(FPN[0]).model == sample
+  assert _without_mtl(FPN[1]).model == sample
+  assert not _configs(FPN[0])['model'].HasField('mtl')
+  mtl = _configs(FPN[1])['model'].mtl
+  assert _tasks(_configs(FPN[1])['model']) == (True, True, True, True)
+  assert mtl.foreground_feature_level == 4 and mtl.stop_gradient_for_aux_tasks
 
 
 SMALL_OVERRIDE = """

@@ -1,4 +1,6 @@
-"""Box ops, the Faster R-CNN box coder and the grid anchor generator vs numpy."""
+"""Box ops, the Faster R-CNN box coder and the grid anchor generators vs numpy."""
+import math
+
 import numpy as np
 import tensorflow as tf
 
@@ -120,5 +122,69 @@ def test_anchor_builder_from_proto_defaults_and_errors():
     anchor_generator.build(anchor_generator_pb2.AnchorGenerator())
   except ValueError as e:
     assert 'grid_anchor_generator' in str(e)
+  else:
+    raise AssertionError('expected ValueError')
+
+
+def test_multiscale_anchors_count_and_layout_hand_worked():
+  # OD API FPN sample: levels 2..6, anchor_scale 4, ratios [1, 2, 0.5], 2 scales per octave.
+  gen = anchor_generator.MultiscaleGridAnchorGenerator(2, 6, 4.0, (1.0, 2.0, 0.5), 2)
+  assert gen.num_levels == 5 and gen.num_anchors_per_location == 6
+  shapes = [(160, 160), (80, 80), (40, 40), (20, 20), (10, 10)]  # a 640 x 640 image
+  anchors = gen.generate(shapes).numpy()
+  counts = [h * w * 6 for h, w in shapes]
+  assert anchors.shape == (sum(counts), 4) == (204600, 4)
+  # level 2, cell (0, 0): centre (2, 2); ratio 1, scale 1 -> 16 x 16; scale sqrt2 -> 22.63
+  s2 = 16.0 * math.sqrt(2.0)
+  np.testing.assert_allclose(anchors[0], [-6, -6, 10, 10], atol=1e-4)
+  np.testing.assert_allclose(anchors[1], [2 - s2 / 2, 2 - s2 / 2, 2 + s2 / 2, 2 + s2 / 2],
+                             rtol=1e-5)
+  # ratio 2 (wide), scale 1: h = 16 / sqrt2, w = 16 * sqrt2
+  h, w = 16.0 / math.sqrt(2.0), 16.0 * math.sqrt(2.0)
+  np.testing.assert_allclose(anchors[2], [2 - h / 2, 2 - w / 2, 2 + h / 2, 2 + w / 2], rtol=1e-5)
+  # level 6 (stride 64, base 256) starts after the four finer levels; its cell (1, 2) ratio 0.5
+  # scale 1: centre (96, 160), h = 256 * sqrt2, w = 256 / sqrt2
+  start = sum(counts[:4])
+  index = start + (1 * 10 + 2) * 6 + 4
+  h, w = 256.0 * math.sqrt(2.0), 256.0 / math.sqrt(2.0)
+  np.testing.assert_allclose(anchors[index], [96 - h / 2, 160 - w / 2, 96 + h / 2, 160 + w / 2],
+                             rtol=1e-5)
+  # every level matches its own grid generator
+  for generator, (height, width), first, count in zip(
+      gen.level_generators, shapes, np.cumsum([0] + counts[:-1]), counts):
+    np.testing.assert_allclose(anchors[first:first + count],
+                               generator.generate(height, width).numpy())
+  try:
+    gen.generate(shapes[:4])
+  except ValueError as error:
+    assert '5 levels' in str(error)
+  else:
+    raise AssertionError('expected ValueError')
+
+
+def test_multiscale_anchor_builder_reads_the_proto_and_rejects_normalized():
+  from mtl_ssl.protos import anchor_generator_pb2
+  cfg = anchor_generator_pb2.AnchorGenerator()
+  cfg.multiscale_anchor_generator.min_level = 2
+  cfg.multiscale_anchor_generator.max_level = 6
+  cfg.multiscale_anchor_generator.aspect_ratios.extend([1.0, 2.0, 0.5])
+  cfg.multiscale_anchor_generator.normalize_coordinates = False
+  gen = anchor_generator.build(cfg)
+  assert (gen.min_level, gen.max_level, gen.anchor_scale, gen.scales_per_octave) == (2, 6, 4.0, 2)
+  assert gen.aspect_ratios == [1.0, 2.0, 0.5]
+  cfg.multiscale_anchor_generator.normalize_coordinates = True
+  for broken, words in ((cfg, 'normalize_coordinates'),):
+    try:
+      anchor_generator.build(broken)
+    except ValueError as error:
+      assert words in str(error)
+    else:
+      raise AssertionError('expected ValueError')
+  cfg.multiscale_anchor_generator.normalize_coordinates = False
+  del cfg.multiscale_anchor_generator.aspect_ratios[:]
+  try:
+    anchor_generator.build(cfg)
+  except ValueError as error:
+    assert 'aspect_ratios' in str(error)
   else:
     raise AssertionError('expected ValueError')

@@ -1,12 +1,13 @@
-"""A tiny baseline Faster R-CNN overfits four synthetic images (colored
-rectangles on noise, one class per color) to mAP@0.5 >= 0.9, trained with a
-traced train step and evaluated through predict/postprocess at inference.
+"""A tiny baseline Faster R-CNN, C4 and FPN, overfits four synthetic images
+(colored rectangles on noise, one class per color) to mAP@0.5 >= 0.9, trained
+with a traced train step and evaluated through predict/postprocess at inference.
 
 The MobileNet starts from random weights, so its batch-norm statistics are
 first estimated on the batch (one training-mode pass) and then frozen, the
 way the paper's detectors keep ImageNet batch norm frozen.
 """
 import numpy as np
+import pytest
 import tensorflow as tf
 import tf_keras
 from google.protobuf import text_format
@@ -41,6 +42,17 @@ faster_rcnn {
       max_detections_per_class: 10 max_total_detections: 20 } }
 }
 """
+# The same detector on a feature pyramid (MobileNet v1 FPN, levels 3-5, OD API
+# multiscale anchors and flatten + FC box classifier).
+_FPN_CONFIG = _CONFIG.replace(
+    "feature_extractor { type: 'faster_rcnn_mobilenet_v1_keras' }",
+    "feature_extractor { type: 'faster_rcnn_mobilenet_v1_fpn_keras' "
+    "fpn { min_level: 3 max_level: 5 additional_layer_depth: 32 } "
+    "conv_hyperparams { batch_norm { scale: true } "
+    "initializer { truncated_normal_initializer { stddev: 0.03 } } } }").replace(
+        "grid_anchor_generator {\n    scales: [0.125, 0.25] aspect_ratios: [0.5, 1.0, 2.0] }",
+        "multiscale_anchor_generator { min_level: 3 max_level: 5 anchor_scale: 4.0 "
+        "aspect_ratios: [0.5, 1.0, 2.0] scales_per_octave: 2 normalize_coordinates: false }")
 
 
 def _scenes(num_images, rng):
@@ -79,10 +91,11 @@ def _freeze_batch_norm_at_batch_statistics(model, images, gt_boxes, gt_classes):
     layer.trainable = False
 
 
-def test_tiny_faster_rcnn_overfits_four_images():
+@pytest.mark.parametrize('config', [_CONFIG, _FPN_CONFIG], ids=['c4', 'fpn'])
+def test_tiny_faster_rcnn_overfits_four_images(config):
   tf.random.set_seed(1)
   images, boxes, classes = _scenes(4, np.random.RandomState(0))
-  cfg = text_format.Parse(_CONFIG, model_pb2.DetectionModel())
+  cfg = text_format.Parse(config, model_pb2.DetectionModel())
   model = model_builder.build(cfg, is_training=True, depth_multiplier=0.25,
                               batch_norm_trainable=True)
   gt_boxes = [tf.constant(b) for b in boxes]
