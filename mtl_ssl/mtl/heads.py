@@ -20,6 +20,7 @@ aux_stage_input (Faster R-CNN): "roi_crops" runs the window / closeness stage on
 (the paper); "whole_feature_map" runs it once on the whole F per image and averages the head's
 per-cell class scores inside each box (class_head.CropClassHead.score_map / pool_scores), so
 windows, proposals and every context box share one stage pass (docs/performance.md).
+
 Feature pyramids (FPN): ctx['feature_map'] is then the list of levels (`feature_levels`, finest
 first) and crop_fn the detector's multi-level crop, which puts every window / context box on its
 level by the same rule as the proposals; the foreground head runs on the one level
