@@ -91,10 +91,8 @@ def build(model_config, is_training, max_num_groundtruth_boxes=100,
     if not cfg.HasField(field):
       raise ValueError('%s.%s is required' % (_PREFIX, field))
   meta_arch_cls, box_predictor = _box_predictor(cfg, num_classes)
-  if use_bfloat16:
-    if cfg.feature_extractor.type in backbones.FPN_TYPES:
-      raise ValueError('train_config.use_bfloat16 is implemented for the C4 feature extractors, '
-                       'not for %s' % cfg.feature_extractor.type)
+  # FPN ignores use_bfloat16 (config validation warns): the OD API's FPN samples set it for TPUs
+  if use_bfloat16 and cfg.feature_extractor.type not in backbones.FPN_TYPES:
     feature_extractor_overrides.setdefault('compute_dtype', 'bfloat16')
   if (meta_arch_cls is rfcn.RFCNMetaArch and
       cfg.feature_extractor.type in backbones.FPN_TYPES):

@@ -210,6 +210,12 @@ def _find_fpn_fields_on_c4(p):
     return _has(fe, path, "fpn") + _set_true(fe, path, "override_base_feature_extractor_hyperparams")
 
 
+def _find_bfloat16_on_fpn(p):
+    if p.model.HasField("faster_rcnn") and _frcnn(p).feature_extractor.type in FPN_FEATURE_EXTRACTORS:
+        return _set_true(p.train_config, "train_config", "use_bfloat16")
+    return []
+
+
 def _find_fpn_with_rfcn(p):
     fr = _frcnn(p)
     if (fr.feature_extractor.type in FPN_FEATURE_EXTRACTORS
@@ -347,6 +353,9 @@ RULES = (
     Rule("train_config.from_detection_checkpoint", "warn",
          "deprecated and ignored: set fine_tune_checkpoint_type: 'detection' instead.",
          lambda p: _set_true(p.train_config, "train_config", "from_detection_checkpoint")),
+    Rule("train_config.use_bfloat16 with an FPN feature extractor", "warn",
+         "ignored: mixed precision is implemented for the C4 feature extractors; FPN trains in "
+         "float32 (the OD API's FPN sample configs set it for TPUs).", _find_bfloat16_on_fpn),
     Rule("train_config.summarize_gradients", "warn", "ignored: gradient summaries are not written.",
          lambda p: _set_true(p.train_config, "train_config", "summarize_gradients")),
     Rule("model.faster_rcnn.use_matmul_crop_and_resize", "warn",
