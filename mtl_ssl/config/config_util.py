@@ -10,6 +10,7 @@ import re
 
 from google.protobuf import text_format
 
+from mtl_ssl import io_util
 from mtl_ssl.config.errors import ConfigError
 from mtl_ssl.config import support
 from mtl_ssl.protos import pipeline_pb2
@@ -141,17 +142,6 @@ def save_pipeline_config(pipeline_config, directory):
     """
     if isinstance(pipeline_config, dict):
         pipeline_config = create_pipeline_proto_from_configs(pipeline_config)
-    directory = os.fspath(directory)
-    path = os.path.join(directory, PIPELINE_CONFIG_NAME)
-    text = pipeline_config_to_text(pipeline_config)
-    if "://" in directory:
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-        tf.io.gfile.makedirs(directory)
-        with tf.io.gfile.GFile(path, "w") as f:
-            f.write(text)
-    else:
-        os.makedirs(directory, exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-    return path
+    path = os.path.join(os.fspath(directory), PIPELINE_CONFIG_NAME)
+    # temp file + rename: a process killed mid-write never leaves a truncated pipeline.config
+    return io_util.atomic_write_text(path, pipeline_config_to_text(pipeline_config))
