@@ -38,7 +38,7 @@ def _read_image_ids(year_dir, set_name):
 def _to_int_flag(text):
   try:
     return int(float(text)) if text not in (None, '') else 0
-  except ValueError:
+  except (ValueError, OverflowError):  # 'abc', 'nan'; 'inf', '1e400'
     return 0
 
 
