@@ -4,6 +4,7 @@ Works with every exported input type (the export records it in the SavedModel's 
 """
 import io
 import os
+import re
 
 import numpy as np
 from PIL import Image
@@ -12,6 +13,8 @@ import tensorflow as tf
 from mtl_ssl.training import visualization as vis
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+# Formats tf.io.decode_image reads (JPEG, PNG, GIF, BMP), by their first bytes.
+_TF_SIGNATURES = (b'\xff\xd8', b'\x89PNG', b'GIF8', b'BM')
 
 
 def list_images(image_dir):
@@ -58,15 +61,27 @@ class SavedModelDetector:
     """Returns (uint8 RGB image [H,W,3], {output name: numpy array of the one image})."""
     with open(path, 'rb') as f:
       encoded = f.read()
-    try:
-      image = np.asarray(Image.open(io.BytesIO(encoded)).convert('RGB'))
-    except OSError as error:
-      raise ValueError(f'cannot read image {path}: {error}') from error
+    image = decode_image(encoded, path)
     if self.input_type in ('encoded_image_string_tensor', 'tf_example') and \
-        not encoded.startswith((b'\xff\xd8', b'\x89PNG', b'GIF8', b'BM')):
+        not encoded.startswith(_TF_SIGNATURES):
       encoded = _png_bytes(image)  # formats tf.io.decode_image cannot read
     outputs = self._serve(input_tensor=self._input(image, encoded))
     return image, {name: value.numpy()[0] for name, value in outputs.items()}
+
+
+def decode_image(encoded, path):
+  """uint8 RGB [H, W, 3] decoded exactly as training (tf_example_decoder) and the exported
+  encoded-image inputs decode it: tf.io.decode_image with 3 channels (gray replicated, alpha
+  dropped, 16-bit PNG scaled to 8 bits), first frame of a GIF. Other formats (TIFF, WebP, ...) go
+  through PIL. ValueError naming the file when the bytes cannot be decoded."""
+  try:
+    if encoded.startswith(_TF_SIGNATURES):
+      return tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()
+    return np.asarray(Image.open(io.BytesIO(encoded)).convert('RGB'))
+  except (tf.errors.InvalidArgumentError, OSError) as error:
+    message = re.sub(r'^\{\{.*?\}\}\s*', '', getattr(error, 'message', str(error)))
+    message = message.splitlines()[0] if message else type(error).__name__
+    raise ValueError(f'cannot read image {path}: {message}') from error
 
 
 def _png_bytes(image):
