@@ -18,7 +18,8 @@ def temp_name(path):
 
 
 def atomic_write_text(path, text):
-  """Writes `text` (utf-8) to `path` through a temporary file and a rename; creates the directory."""
+  """Writes `text` (utf-8) to `path` through a temporary file and a rename (creates the
+  directory)."""
   path = os.fspath(path)
   tmp = temp_name(path)
   if '://' in path:

@@ -127,7 +127,8 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(data_dir, tm
     losses = dict(losses, **{'Loss/MTL/window_loss': losses['Loss/MTL/window_loss'] + poison})
     return losses, total + poison
 
-  monkeypatch.setattr(train_loop._Trainer, '_forward', poisoned_forward)  # pylint: disable=protected-access
+  monkeypatch.setattr(train_loop._Trainer, '_forward',  # pylint: disable=protected-access
+                      poisoned_forward)
   with pytest.raises(nonfinite.NonFiniteLossError) as error:
     train_loop.train_loop(config, model_dir, checkpoint_every_n=2, log_every_n=100,
                           record_summaries=False, seed=0)
