@@ -29,12 +29,21 @@ def _read_text(path):
 
         if not tf.io.gfile.exists(path):
             raise ConfigError("pipeline config file not found", source=path)
-        with tf.io.gfile.GFile(path, "r") as f:
-            return f.read()
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return _utf8(f.read(), path)
     if not os.path.isfile(path):
         raise ConfigError("pipeline config file not found", source=path)
-    with open(path, "r", encoding="utf-8") as f:
-        return f.read()
+    with open(path, "rb") as f:
+        return _utf8(f.read(), path)
+
+
+def _utf8(data, path):
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise ConfigError(f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}); "
+                          "save the config as UTF-8", source=path, line=line) from error
 
 
 def _hint_for_unknown_field(message):
