@@ -12,6 +12,7 @@ import re
 from google.protobuf import descriptor
 from google.protobuf import text_format
 
+from mtl_ssl import io_util
 from mtl_ssl.config.errors import ConfigError
 from mtl_ssl.config import support
 from mtl_ssl.protos import pipeline_pb2
@@ -31,12 +32,21 @@ def _read_text(path):
 
         if not tf.io.gfile.exists(path):
             raise ConfigError("pipeline config file not found", source=path)
-        with tf.io.gfile.GFile(path, "r") as f:
-            return f.read()
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return _utf8(f.read(), path)
     if not os.path.isfile(path):
         raise ConfigError("pipeline config file not found", source=path)
-    with open(path, "r", encoding="utf-8") as f:
-        return f.read()
+    with open(path, "rb") as f:
+        return _utf8(f.read(), path)
+
+
+def _utf8(data, path):
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise ConfigError(f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}); "
+                          "save the config as UTF-8", source=path, line=line) from error
 
 
 def _did_you_mean(name, candidates):
@@ -205,17 +215,6 @@ def save_pipeline_config(pipeline_config, directory):
     """
     if isinstance(pipeline_config, dict):
         pipeline_config = create_pipeline_proto_from_configs(pipeline_config)
-    directory = os.fspath(directory)
-    path = os.path.join(directory, PIPELINE_CONFIG_NAME)
-    text = pipeline_config_to_text(pipeline_config)
-    if "://" in directory:
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-        tf.io.gfile.makedirs(directory)
-        with tf.io.gfile.GFile(path, "w") as f:
-            f.write(text)
-    else:
-        os.makedirs(directory, exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-    return path
+    path = os.path.join(os.fspath(directory), PIPELINE_CONFIG_NAME)
+    # temp file + rename: a process killed mid-write never leaves a truncated pipeline.config
+    return io_util.atomic_write_text(path, pipeline_config_to_text(pipeline_config))

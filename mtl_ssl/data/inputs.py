@@ -19,7 +19,7 @@ from mtl_ssl.mtl import labels as mtl_labels
 
 # Per-element counters reported by the pipeline (docs/data.md, "Bad input").
 STAT_UNKNOWN_CLASS = 'boxes dropped: class id not in the label map / 1..num_classes'
-STAT_DEGENERATE = 'boxes dropped: zero area, inverted (max <= min) or not finite'
+STAT_DEGENERATE = 'boxes dropped: zero area, inverted (max <= min) or not finite'  # or weight
 STAT_OUTSIDE = 'boxes dropped: empty after clipping to the image'
 STAT_TRUNCATED = 'boxes dropped: more than max_number_of_boxes'
 STAT_KEYS = (STAT_UNKNOWN_CLASS, STAT_DEGENERATE, STAT_OUTSIDE, STAT_TRUNCATED)
@@ -43,10 +43,11 @@ def _count(mask):
   return tf.reduce_sum(tf.cast(mask, tf.int32))
 
 
-def clean_boxes(boxes, classes, valid_class_ids):
+def clean_boxes(boxes, classes, valid_class_ids, weights=None):
   """Keep mask of the boxes to train on, and the counts of each kind dropped (each box once).
 
   valid_class_ids: bool [num_classes + 1] lookup, True for the ids a box may have.
+  weights: optional [n]; a NaN/Inf weight (it would make the loss NaN) counts as not finite.
   Boxes that cross the image border are clipped (by the caller, with the returned clipped boxes).
   """
   num_ids = tf.shape(valid_class_ids)[0]
@@ -54,6 +55,8 @@ def clean_boxes(boxes, classes, valid_class_ids):
   known = in_range & tf.gather(valid_class_ids, tf.clip_by_value(classes, 0, num_ids - 1))
   ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=1)
   degenerate = (~tf.reduce_all(tf.math.is_finite(boxes), axis=1) | (ymax <= ymin) | (xmax <= xmin))
+  if weights is not None:
+    degenerate |= ~tf.math.is_finite(weights)
   clipped = tf.clip_by_value(tf.where(tf.math.is_finite(boxes), boxes, 0.0), 0.0, 1.0)
   cy0, cx0, cy1, cx1 = tf.unstack(clipped, axis=1)
   outside = (cy1 <= cy0) | (cx1 <= cx0)
@@ -106,7 +109,7 @@ def build_transform(*, num_classes, image_resizer_config, max_number_of_boxes,
     with tf.control_dependencies([_check_record(decoded)]):
       image = tf.cast(decoded[dec.IMAGE], tf.float32)
     classes = decoded[dec.CLASSES]
-    keep, boxes, stats = clean_boxes(decoded[dec.BOXES], classes, lookup)
+    keep, boxes, stats = clean_boxes(decoded[dec.BOXES], classes, lookup, decoded[dec.WEIGHTS])
     boxes = tf.boolean_mask(boxes, keep)
     fields = {name: tf.boolean_mask(decoded[name], keep)
               for name in (dec.CLASSES, dec.DIFFICULT, dec.IS_CROWD, dec.WEIGHTS)}

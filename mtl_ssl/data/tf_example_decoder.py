@@ -98,7 +98,10 @@ class TfExampleDecoder:
       from_texts = self._table.lookup(texts)
     else:
       from_texts = -tf.ones_like(texts, tf.int64)
-    classes = tf.cast(tf.cond(has_labels, lambda: labels, lambda: from_texts), tf.int32)
+    classes = tf.cond(has_labels, lambda: labels, lambda: from_texts)
+    # int64 ids beyond int32 would wrap around (2**32 + 1 -> 1) in the cast: make them unknown
+    classes = tf.cast(tf.where((classes < 0) | (classes > 2**31 - 1), tf.constant(-1, tf.int64),
+                               classes), tf.int32)
 
     def optional(key, default, dtype):
       values = tf.cast(dense[key], dtype)

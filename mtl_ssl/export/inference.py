@@ -7,6 +7,7 @@ and TFRecords are read once, here, for every tool.
 """
 import io
 import os
+import re
 
 import numpy as np
 from PIL import Image
@@ -15,6 +16,8 @@ import tensorflow as tf
 from mtl_ssl.training import visualization as vis
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+# Formats tf.io.decode_image reads (JPEG, PNG, GIF, BMP), by their first bytes.
+_TF_SIGNATURES = (b'\xff\xd8', b'\x89PNG', b'GIF8', b'BM')
 
 
 def list_images(image_dir):
@@ -33,12 +36,18 @@ def _tf_example(encoded):
 
 
 def decode_image(encoded, where):
-  """uint8 RGB [H, W, 3] from JPEG/PNG/BMP/GIF bytes (grayscale and palette images converted);
-  ValueError naming `where` when the bytes are not an image."""
+  """uint8 RGB [H, W, 3] decoded exactly as training (tf_example_decoder) and the exported
+  encoded-image inputs decode it: tf.io.decode_image with 3 channels (gray replicated, alpha
+  dropped, 16-bit PNG scaled to 8 bits), first frame of a GIF. Other formats (TIFF, WebP, ...) go
+  through PIL. ValueError naming `where` when the bytes cannot be decoded."""
   try:
+    if encoded.startswith(_TF_SIGNATURES):
+      return tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()
     return np.asarray(Image.open(io.BytesIO(encoded)).convert('RGB'))
-  except (OSError, ValueError) as error:
-    raise ValueError(f'cannot read image {where}: {error}') from error
+  except (tf.errors.InvalidArgumentError, OSError, ValueError) as error:
+    message = re.sub(r'^\{\{.*?\}\}\s*', '', getattr(error, 'message', str(error)))
+    message = message.splitlines()[0] if message else type(error).__name__
+    raise ValueError(f'cannot read image {where}: {message}') from error
 
 
 def read_image_file(path):
@@ -75,7 +84,7 @@ class SavedModelDetector:
       return tf.constant(image[None], tf.uint8)
     if self.input_type == 'float_image_tensor':
       return tf.constant(image[None], tf.float32)
-    if encoded is None or not encoded.startswith((b'\xff\xd8', b'\x89PNG', b'GIF8', b'BM')):
+    if encoded is None or not encoded.startswith(_TF_SIGNATURES):
       encoded = _png_bytes(image)  # formats tf.io.decode_image cannot read
     if self.input_type == 'encoded_image_string_tensor':
       return tf.constant([encoded])

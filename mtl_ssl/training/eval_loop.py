@@ -14,8 +14,10 @@ import os
 import time
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
+from mtl_ssl import io_util
 from mtl_ssl.builders import dataset_builder
 from mtl_ssl.builders import model_builder
 from mtl_ssl.config import config_util
@@ -50,13 +52,40 @@ def _json_value(value):
   return value if math.isfinite(value) else None
 
 
-def write_metrics_json(directory, step, metrics):
-  tf.io.gfile.makedirs(directory)
+def _has_nonfinite_outputs(detections):
+  """Per image of a numpy detections batch: True when any float output holds NaN/Inf."""
+  bad = np.zeros([len(detections['num_detections'])], bool)
+  for value in detections.values():
+    if np.issubdtype(value.dtype, np.floating):
+      bad |= ~np.isfinite(value.reshape(value.shape[0], -1)).all(axis=1)
+  return bad
+
+
+def nonfinite_warning(metrics, images_with_nonfinite, num_images):
+  """A message naming the NaN/Inf losses and auxiliary metrics and the count of images with
+  NaN/Inf detections, or None. (A per-class AP is NaN, as documented, for a class without ground
+  truth: not reported.)"""
+  names = sorted(k for k, v in metrics.items()
+                 if k.startswith(('Loss/', 'MTL/')) and not math.isfinite(v))
+  if not names and not images_with_nonfinite:
+    return None
+  parts = []
+  if names:
+    parts.append('non-finite ' + ', '.join(f'{k}={metrics[k]}' for k in names))
+  if images_with_nonfinite:
+    parts.append(f'{images_with_nonfinite} of {num_images} images gave NaN/Inf detection outputs')
+  return ('; '.join(parts) + ': the checkpoint probably holds NaN/Inf weights (training diverged), '
+          'so the detection metrics are not meaningful')
+
+
+def write_metrics_json(directory, step, metrics, warnings=None):
+  """<directory>/metrics_<step>.json: {"step", "metrics" (NaN/Inf as null)[, "warnings"]}."""
   path = os.path.join(directory, f'metrics_{int(step)}.json')
-  with tf.io.gfile.GFile(path, 'w') as f:
-    json.dump({'step': int(step), 'metrics': {k: _json_value(v) for k, v in metrics.items()}},
-              f, indent=2, sort_keys=True)
-  return path
+  content = {'step': int(step), 'metrics': {k: _json_value(v) for k, v in metrics.items()}}
+  if warnings:
+    content['warnings'] = list(warnings)
+  text = json.dumps(content, indent=2, sort_keys=True)
+  return io_util.atomic_write_text(path, text)  # never a truncated file, even when killed
 
 
 class CheckpointEvaluation:
@@ -124,7 +153,7 @@ class CheckpointEvaluation:
     evaluators = evaluator_builder.build_evaluators(self.eval_config, self.categories)
     loss_sums = collections.defaultdict(float)
     aux_sums = collections.defaultdict(float)
-    num_batches, num_images, pictures = 0, 0, []
+    num_batches, num_images, pictures, nonfinite_images = 0, 0, [], 0
     start = time.time()
     for features, labels in self.dataset:
       losses, detections, aux = self._eval_step(features, labels)
@@ -133,6 +162,7 @@ class CheckpointEvaluation:
       for name, value in aux.items():
         aux_sums[name] += float(value)
       numpy_batch = [{k: v.numpy() for k, v in d.items()} for d in (features, labels, detections)]
+      nonfinite_images += int(_has_nonfinite_outputs(numpy_batch[2]).sum())
       for image_id, groundtruth, detected in model_io.evaluation_examples(*numpy_batch,
                                                                           num_images):
         for evaluator in evaluators:
@@ -160,7 +190,10 @@ class CheckpointEvaluation:
           self.writer, {f'eval_side_by_side_{i}': picture[None]
                         for i, picture in enumerate(pictures[:self.num_visualizations])}, step,
           max_outputs=1)
-    write_metrics_json(self.eval_dir, step, metrics)
+    warning = nonfinite_warning(metrics, nonfinite_images, num_images)
+    if warning:
+      logging.warning('Eval at step %d: %s', step, warning)
+    write_metrics_json(self.eval_dir, step, metrics, [warning] if warning else None)
     return metrics
 
 

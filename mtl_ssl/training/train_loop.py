@@ -24,8 +24,10 @@ from mtl_ssl.config import num_steps
 from mtl_ssl.config import validation
 from mtl_ssl.data.fields import InputDataFields as fields
 from mtl_ssl.training import checkpoints
+from mtl_ssl.training import checkpoint_recovery
 from mtl_ssl.training import input_files
 from mtl_ssl.training import model_io
+from mtl_ssl.training import nonfinite
 from mtl_ssl.training import strategies
 from mtl_ssl.training import summaries
 from mtl_ssl.training import training_utils
@@ -141,14 +143,18 @@ class _Trainer:
                           len(self.variables) - len(pairs),
                           [v.name for g, v in zip(gradients, self.variables) if g is None][:3])
     gradients = [g for g, _ in pairs]
+    self.gradient_variable_names = [v.name for _, v in pairs]
+    not_finite = nonfinite.count_not_finite(total)  # summed with the gradients: one decision
     if replicas > 1:
-      gradients = tf.distribute.get_replica_context().all_reduce(
-          tf.distribute.ReduceOp.SUM, gradients)
+      *gradients, not_finite = tf.distribute.get_replica_context().all_reduce(
+          tf.distribute.ReduceOp.SUM, gradients + [not_finite])
+    gradients, health = nonfinite.zero_if_not_finite(gradients, not_finite)
     gradients = clip_gradients(gradients, self.train_config)
     self.optimizer.apply_gradients(zip(gradients, [v for _, v in pairs]),
                                    skip_gradients_aggregation=True)
     losses = {name: tf.cast(value, tf.float32) for name, value in losses.items()}
     losses['Loss/total_loss'] = total
+    losses.update(health)
     return losses
 
   def _distributed_step(self, iterator):
@@ -205,13 +211,15 @@ def train_loop(pipeline_config_path, model_dir, config_override=None, train_step
   if train_steps <= 0:
     raise ValueError('no number of training steps: set --num_train_steps or '
                      'train_config.num_steps')
+  strategy = strategy or tf.distribute.get_strategy()
+  chief = strategies.is_chief(strategy)
+  if chief:  # leftovers of a process killed while saving (docs/reliability.md)
+    checkpoint_recovery.recover(model_dir)
   latest = tf.train.latest_checkpoint(model_dir)
   if latest and checkpoints.checkpoint_step(latest) >= train_steps:
     logging.info('%s is at step %d >= %d training steps: nothing to do.', latest,
                  checkpoints.checkpoint_step(latest), train_steps)
     return []
-  strategy = strategy or tf.distribute.get_strategy()
-  chief = strategies.is_chief(strategy)
   if seed is not None:
     tf.random.set_seed(seed)
 
@@ -240,7 +248,12 @@ def train_loop(pipeline_config_path, model_dir, config_override=None, train_step
     summaries.write_images(writer, _input_pictures(configs, trainer.model, category_index, seed),
                            step, max_outputs=3)
 
+  guard = nonfinite.Guard(lambda: trainer.gradient_variable_names,
+                          trainer.model.variables + trainer.optimizer.variables,
+                          lambda: manager.latest_checkpoint)
+
   def save(step):
+    guard.check_before_save(step)  # never a checkpoint after a NaN/Inf step
     path = manager.save(checkpoint_number=step)
     logging.info('Saved checkpoint %s', path if chief else '(worker copy)')
     if chief and on_checkpoint is not None:
@@ -252,9 +265,11 @@ def train_loop(pipeline_config_path, model_dir, config_override=None, train_step
   with checkpoints.GracefulStop() as stop:
     try:
       while step < train_steps:
-        losses = trainer.step_fn(iterator)
+        outputs = trainer.step_fn(iterator)
         step += 1
+        losses = guard.after_step(step, outputs)
         if step % log_every_n == 0 or step == train_steps or stop.requested:
+          guard.check()
           now = time.time()
           steps_per_sec = (step - last_log_step) / max(now - last_log_time, 1e-9)
           last_log_step, last_log_time = step, now
@@ -274,6 +289,7 @@ def train_loop(pipeline_config_path, model_dir, config_override=None, train_step
     except KeyboardInterrupt:
       if step > last_saved:
         logging.warning('Interrupted: saving a checkpoint at step %d', step)
+        guard.check_before_save(step)
         manager.save(checkpoint_number=step)
       raise
     finally:

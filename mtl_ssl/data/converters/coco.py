@@ -35,10 +35,15 @@ def _load_json(annotations_file):
   return data
 
 
+def _hashable(value):
+  """JSON lists and objects cannot be ids (they would crash the id lookups)."""
+  return not isinstance(value, (list, dict))
+
+
 def _valid_images(data, summary, annotations_file):
   images = []
   for index, image in enumerate(data['images']):
-    if (not isinstance(image, dict) or 'id' not in image or
+    if (not isinstance(image, dict) or 'id' not in image or not _hashable(image['id']) or
         not isinstance(image.get('file_name'), str)):
       summary.images_seen += 1
       summary.skip_image('image_entry_missing_id_or_file_name',
@@ -54,6 +59,8 @@ def _valid_annotations(data, image_ids, summary, annotations_file):
     where = f'{annotations_file} annotations[{index}]'
     if not isinstance(ann, dict) or 'image_id' not in ann or 'category_id' not in ann:
       summary.drop_box('annotation_missing_image_id_or_category_id', where)
+    elif not _hashable(ann['image_id']) or not _hashable(ann['category_id']):
+      summary.drop_box('annotation_with_list_or_object_as_id', where)
     elif ann['image_id'] not in image_ids:
       summary.drop_box('annotation_for_unknown_image', where)
     else:

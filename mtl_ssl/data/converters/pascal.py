@@ -118,7 +118,7 @@ class _ImageFiles:
 def _to_int_flag(text):
   try:
     return int(float(text)) if text not in (None, '') else 0
-  except ValueError:
+  except (ValueError, OverflowError):  # 'abc', 'nan'; 'inf', '1e400'
     return 0
 
 
