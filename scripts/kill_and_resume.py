@@ -239,6 +239,7 @@ def final_checks(config_path, model_dir, num_steps, with_metrics=True):
   import numpy as np  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from mtl_ssl.config import config_util  # pylint: disable=import-outside-toplevel
+  from mtl_ssl.config import num_steps as num_steps_lib  # pylint: disable=import-outside-toplevel
   from mtl_ssl.config import validation  # pylint: disable=import-outside-toplevel
   from mtl_ssl.training import eval_loop  # pylint: disable=import-outside-toplevel
   results = {}
@@ -270,9 +271,13 @@ def final_checks(config_path, model_dir, num_steps, with_metrics=True):
       latest is not None and latest.endswith(f'ckpt-{num_steps}'), f'latest {latest}')
   try:
     written = config_util.get_pipeline_proto_from_file(os.path.join(model_dir, 'pipeline.config'))
-    same = written == config_util.get_pipeline_proto_from_file(config_path)
-    results['pipeline.config intact'] = (same, 'parses, equal to the given config' if same
-                                         else 'parses but differs from the given config')
+    expected = config_util.get_pipeline_proto_from_file(config_path)
+    # the last run's --num_train_steps is recorded, its learning-rate schedule stretched to it
+    num_steps_lib.set_num_steps(expected.train_config, num_steps, True)
+    same = written == expected
+    results['pipeline.config intact'] = (
+        same, 'parses, equal to the given config with the final --num_train_steps' if same
+        else 'parses but differs from the given config with the final --num_train_steps')
   except Exception as error:  # pylint: disable=broad-except
     results['pipeline.config intact'] = (False, f'{type(error).__name__}: {error}')
   bad, steps = [], []

@@ -1,6 +1,7 @@
 """Non-finite loss guard: the in-graph gradient check, the host-side Guard, a NaN injected into a
 real training run, and evaluation of a checkpoint with NaN weights."""
 import json
+import logging
 import math
 import os
 
@@ -156,7 +157,8 @@ def test_eval_of_nan_weights_reports_nan_metrics_instead_of_crashing(data_dir, t
   assert math.isnan(metrics['Loss/BoxClassifierLoss/localization_loss'])
   assert math.isnan(metrics['Loss/total_loss'])
   assert math.isfinite(metrics['Loss/RPNLoss/objectness_loss'])
-  warnings = [r.getMessage() for r in caplog.records if 'Eval at step 7' in r.getMessage()]
+  warnings = [r.getMessage() for r in caplog.records  # (the INFO metrics line is not one)
+              if r.levelno >= logging.WARNING and 'Eval at step 7' in r.getMessage()]
   assert len(warnings) == 1
   assert ('non-finite Loss/BoxClassifierLoss/localization_loss=nan, Loss/total_loss=nan; '
           '2 of 2 images gave NaN/Inf detection outputs') in warnings[0]
