@@ -132,6 +132,14 @@ def plan(args, data):
 
 def main(argv=None):
   args = build_parser().parse_args(argv)
+  try:
+    return _study(args)
+  except (ValueError, FileNotFoundError) as error:  # ConfigError is a ValueError
+    print(f'error: {error}', file=sys.stderr)
+    return 2
+
+
+def _study(args):
   workdir = os.path.abspath(args.workdir)
   if args.report_only:
     return 0 if aggregate.write_report(workdir) else 1

@@ -68,8 +68,9 @@ def summarize(results):
                                   for r in runs]),
       }
     base = rows.get(variants_lib.BASELINE)
-    for row in rows.values():
-      row['vs_baseline'] = {key: _difference(row[key], base[key]) if base else None
+    for name, row in rows.items():
+      row['vs_baseline'] = {key: _difference(row[key], base[key])
+                            if base and name != variants_lib.BASELINE else None
                             for key in ('pascal_map', 'coco_ap')}
     summary[dataset] = rows
   return summary

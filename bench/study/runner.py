@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import sys
 import time
 
@@ -149,10 +150,53 @@ def summarize(spec, metrics_by_step, sessions):
   }
 
 
+PID_FILE = 'runner.pid'
+
+
+def _exit_stopped(signum, frame):
+  del signum, frame
+  raise SystemExit(EXIT_STOPPED)
+
+
+def process_alive(pid):
+  """True when process pid exists and is a runner of the study (not a reused pid)."""
+  try:
+    with open(f'/proc/{int(pid)}/cmdline', 'rb') as f:
+      return b'bench.study.runner' in f.read()
+  except (OSError, ValueError):
+    return False
+
+
+def running_pid(run_dir):
+  """The pid of a live runner of run_dir, else None."""
+  try:
+    with open(os.path.join(run_dir, PID_FILE), encoding='utf-8') as f:
+      pid = int(f.read().strip())
+  except (OSError, ValueError):
+    return None
+  return pid if pid != os.getpid() and process_alive(pid) else None
+
+
 def run(spec):
   started, cpu_started = time.time(), _cpu_seconds()
   load_start = round(os.getloadavg()[0], 2)
   os.makedirs(spec['run_dir'], exist_ok=True)
+  other = running_pid(spec['run_dir'])
+  if other:
+    print(f'{spec["name"]}: process {other} runs it already; not starting a second one',
+          flush=True)
+    return 1
+  with open(os.path.join(spec['run_dir'], PID_FILE), 'w', encoding='utf-8') as f:
+    f.write(str(os.getpid()))
+  # outside the training loop (which saves a checkpoint first), SIGTERM ends the run at once
+  signal.signal(signal.SIGTERM, _exit_stopped)
+  try:
+    return _run(spec, started, cpu_started, load_start)
+  finally:
+    os.remove(os.path.join(spec['run_dir'], PID_FILE))
+
+
+def _run(spec, started, cpu_started, load_start):
   pipeline_config = os.path.join(spec['run_dir'], 'pipeline.config')
   if not os.path.isfile(pipeline_config):
     with open(pipeline_config, 'w', encoding='utf-8') as f:

@@ -172,3 +172,22 @@ def test_aggregate_numbers_tables_and_pictures(tmp_path):
       assert f.read(8) == b'\x89PNG\r\n\x1a\n'
   assert sorted(os.path.basename(p) for p in paths['pictures']) == [
       'map_vs_step_context.png', 'tide_context.png']
+
+
+def test_a_run_directory_is_run_by_one_process_at_a_time(tmp_path):
+  import subprocess  # pylint: disable=import-outside-toplevel
+  from bench.study import runner  # pylint: disable=import-outside-toplevel
+  assert runner.running_pid(str(tmp_path)) is None  # no pid file
+  other = subprocess.Popen(['sleep', '30'])  # alive, but not a runner (a reused pid)
+  sleeper = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)',
+                              'bench.study.runner'])
+  try:
+    (tmp_path / runner.PID_FILE).write_text(str(other.pid))
+    assert runner.running_pid(str(tmp_path)) is None
+    (tmp_path / runner.PID_FILE).write_text(str(sleeper.pid))
+    assert runner.running_pid(str(tmp_path)) == sleeper.pid
+  finally:
+    for process in (other, sleeper):
+      process.kill()
+      process.wait()
+  assert runner.running_pid(str(tmp_path)) is None  # a dead runner's file is stale
