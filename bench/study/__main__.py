@@ -6,9 +6,10 @@ From the repository root:
   python -m bench.study --workdir runs/smoke --preset smoke    # the mechanics, in minutes
   python -m bench.study --workdir runs/study --report_only     # tables and plots of what is done
 
-  # a paper config on a GPU (its own data paths, or --train_data/--test_data/--label_map):
-  python -m bench.study --workdir runs/voc07 --jobs 1 \\
-      --config pipeline_configs/paper/faster_rcnn_resnet101_voc07_mtl.config --seeds 0,1,2
+  # a paper config on a GPU, its paths filled in as in docs/reproducing.md (its own data
+  # paths are used, or --train_data/--test_data/--label_map):
+  python -m bench.study --workdir runs/voc07 --jobs 1 --threads 0 --seeds 0,1,2 \\
+      --config configs/faster_rcnn_resnet101_voc07_mtl.config
 
 The variants are the rows of bench/study/variants.py (baseline, T1, T2, T3, all tasks,
 all + refine): the same config with the MTL flags switched, the same steps and schedule. The
