@@ -68,18 +68,18 @@ def _load_tf_checkpoint(make_application, path):
                      f'(model roots found: {roots})')
   model = make_application(weights=None, include_top=False)
   path_parts = [part for part in roots[0].split('/') if part]
-  if not path_parts:
-    status = model.load_weights(prefix)
-  else:
-    holder = model
-    for part in reversed(path_parts[1:]):
-      parent = tf.Module()
-      setattr(parent, part, holder)
-      holder = parent
-    status = tf.train.Checkpoint(**{path_parts[0]: holder}).read(prefix)
   try:
+    if not path_parts:
+      status = model.load_weights(prefix)
+    else:
+      holder = model
+      for part in reversed(path_parts[1:]):
+        parent = tf.Module()
+        setattr(parent, part, holder)
+        holder = parent
+      status = tf.train.Checkpoint(**{path_parts[0]: holder}).read(prefix)
     status.assert_existing_objects_matched()
-  except AssertionError as error:
+  except (AssertionError, ValueError) as error:  # missing objects or other shapes
     raise ValueError(f'TF checkpoint {prefix!r} does not fit the backbone {model.name!r}: '
                      f'{str(error)[:500]}') from error
   return model

@@ -28,3 +28,8 @@ class ConfigError(ValueError):
 
 class UnsupportedConfigWarning(UserWarning):
     """A setting that parses but that mtl-ssl ignores or replaces (see docs/config_support.md)."""
+
+
+class ConfigAdviceWarning(UserWarning):
+    """A setting that runs but is likely wrong for this model or data; the message says what to
+    change (e.g. detection caps below the objects per image, anchors that miss the objects)."""

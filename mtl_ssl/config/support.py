@@ -39,7 +39,7 @@ SUPPORTED_FEATURE_EXTRACTORS = (
 FPN_FEATURE_EXTRACTORS = SUPPORTED_FEATURE_EXTRACTORS[-4:]
 
 # eval_config.metrics_set values mtl_ssl.evaluation implements.
-SUPPORTED_METRICS_SETS = ("coco_detection_metrics", "pascal_voc_detection_metrics")
+SUPPORTED_METRICS_SETS = ("coco_detection_metrics", "pascal_voc_detection_metrics", "tide_error_metrics")
 
 SUPPORTED_IMAGE_RESIZERS = ("keep_aspect_ratio_resizer", "fixed_shape_resizer")
 SUPPORTED_BOX_PREDICTORS = ("mask_rcnn_box_predictor", "rfcn_box_predictor")

@@ -1,14 +1,15 @@
 """Semantic checks of a parsed pipeline config (after syntax, which config_util checks).
 
-`validate(configs)` raises ConfigError listing every problem found (each names its field)
-and warns (UnsupportedConfigWarning) about settings that are ignored; see support.RULES.
+`validate(configs)` raises ConfigError listing every problem found (each names its field),
+warns (UnsupportedConfigWarning) about settings that are ignored (see support.RULES) and
+(ConfigAdviceWarning) about settings that run but cannot work as meant.
 """
 import warnings
 
 from google.protobuf import descriptor
 
 from mtl_ssl.config import config_util, support
-from mtl_ssl.config.errors import ConfigError, UnsupportedConfigWarning
+from mtl_ssl.config.errors import ConfigAdviceWarning, ConfigError, UnsupportedConfigWarning
 
 PLACEHOLDER = "PATH_TO_BE_CONFIGURED"
 MODES = ("train", "eval", "export")
@@ -122,6 +123,20 @@ def _check_mtl(model, errors):
         errors.append(f"{path}.edgemask_predictor.kernel_size: must be >= 1")
 
 
+def _advice(model):
+    """Settings that run but cannot work as meant (ConfigAdviceWarning, not errors)."""
+    advice = []
+    if (model.WhichOneof("model") == "faster_rcnn" and model.faster_rcnn.num_classes == 1
+            and model.HasField("mtl") and model.mtl.closeness):
+        advice.append(
+            "model.mtl.closeness is on but num_classes is 1: the closeness label of a box is "
+            "its closeness to objects of OTHER classes, so with one class every label is the "
+            "constant 'no other class' and the closeness head (and the refiner's closeness "
+            "input) learns nothing. Set closeness: false (and refine: false unless window is "
+            "on); see docs/getting_started.md \"Small, dense objects and one-class data\".")
+    return advice
+
+
 def _check_reader(reader, path, errors):
     if reader.WhichOneof("input_reader") != "tf_record_input_reader":
         if reader.WhichOneof("input_reader") is None:
@@ -195,6 +210,8 @@ def validate(configs, mode="train", source=None):
         raise error
     for text in ignored:
         warnings.warn(f"{source + ': ' if source else ''}{text}", UnsupportedConfigWarning, stacklevel=2)
+    for text in _advice(pipeline.model):
+        warnings.warn(f"{source + ': ' if source else ''}{text}", ConfigAdviceWarning, stacklevel=2)
     return ignored
 
 

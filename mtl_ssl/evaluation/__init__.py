@@ -1,1 +1,2 @@
-"""Detection evaluators (PASCAL VOC, COCO) and their builder from eval_config.metrics_set."""
+"""Detection evaluators (PASCAL VOC, COCO, TIDE error breakdown) and their builder from
+eval_config.metrics_set."""

@@ -1,6 +1,7 @@
 """Builds the evaluators named by eval_config.metrics_set (OD API names)."""
 from mtl_ssl.evaluation import coco
 from mtl_ssl.evaluation import pascal
+from mtl_ssl.evaluation import tide
 
 DEFAULT_METRICS_SET = 'coco_detection_metrics'  # the OD API default when none is given
 
@@ -17,9 +18,15 @@ def _coco(categories, eval_config):
                                      all_metrics_per_category=all_per_category)
 
 
+def _tide(categories, eval_config):
+  del eval_config
+  return tide.TideDetectionEvaluator(categories)
+
+
 EVALUATOR_BUILDERS = {
     'pascal_voc_detection_metrics': _pascal,
     'coco_detection_metrics': _coco,
+    'tide_error_metrics': _tide,  # mtl-ssl addition: TIDE error breakdown (tide.py)
 }
 
 

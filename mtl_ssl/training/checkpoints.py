@@ -13,6 +13,7 @@ import tensorflow as tf
 
 FINE_TUNE_TYPES = ('classification', 'detection', 'full')
 KERAS_WEIGHT_SUFFIXES = ('.h5', '.hdf5', '.keras')
+CLASSIFICATION_ROOT = 'feature_extractor'  # tf.train.Checkpoint(feature_extractor=application)
 
 
 def checkpoint_step(path):
@@ -46,6 +47,12 @@ def resolve_checkpoint(path, field):
   return path
 
 
+def _has_root(path, name):
+  """True when the object-based checkpoint at path has a top-level object `name`."""
+  prefix = name + '/'
+  return any(key.startswith(prefix) for key, _ in tf.train.list_variables(path))
+
+
 def fine_tune_type(train_config):
   kind = train_config.fine_tune_checkpoint_type
   if not kind:
@@ -69,9 +76,12 @@ def restore_fine_tune_checkpoint(model, train_config):
 
   'detection' / 'full' / 'classification' TF2 object-based checkpoints: the model chooses which
   of its parts take part (model.restore_from_objects) and every one of them must be found in
-  the checkpoint. 'classification' also accepts Keras application weights ('imagenet' or a
-  .h5 file), loaded by the feature extractor. After a classification restore, every copy of
-  the box-classifier stage (the MTL heads') starts from the same weights as the main one.
+  the checkpoint. 'classification' also accepts the weights of the Keras application itself,
+  loaded by the feature extractor: 'imagenet' (download), a .h5 file, or a TF checkpoint of
+  the application without a `feature_extractor` root (`model.save_weights(prefix)`,
+  `tf.train.Checkpoint(model=application)`), so training needs no network. After a
+  classification restore, every copy of the box-classifier stage (the MTL heads') starts from
+  the same weights as the main one.
   """
   kind = fine_tune_type(train_config)
   source = train_config.fine_tune_checkpoint
@@ -87,6 +97,13 @@ def restore_fine_tune_checkpoint(model, train_config):
     raise ValueError(f'train_config.fine_tune_checkpoint {path} is not an object-based (TF2) '
                      'checkpoint; TF1 name-based checkpoints (fine_tune_checkpoint_version V1) '
                      'cannot be restored into this Keras model')
+  if kind == 'classification' and not _has_root(path, CLASSIFICATION_ROOT):
+    # a TF checkpoint of the Keras application itself (model.save_weights(prefix), or
+    # tf.train.Checkpoint(<other name>=model)): the extractor maps it layer by layer
+    extractor.load_classification_weights(path)
+    _share_second_stage_init(model, kind)
+    logging.info('Fine-tuning from the classification checkpoint %s', path)
+    return path
   objects = model.restore_from_objects(kind)
   status = tf.train.Checkpoint(**objects).read(path)  # read: also checkpoints from write()
   status.assert_existing_objects_matched()

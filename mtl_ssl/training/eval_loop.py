@@ -5,7 +5,9 @@ model (is_training=False); detections go to the evaluators of eval_config.metric
 pixels of the original image with 1-based classes; the mean of every Loss/* on the eval data and
 the auxiliary-task quality (MTL/*) are added. Metrics are written to TensorBoard under
 <model_dir>/eval and to <model_dir>/eval/metrics_<step>.json; the first num_visualizations
-images go to TensorBoard as 'detections | ground truth' pictures. Runs on one device.
+images go to TensorBoard as 'detections | ground truth' pictures. The first pass also checks the
+ground truth against the model's detection caps and anchors (data_checks: warnings). Runs on one
+device.
 """
 import collections
 import json
@@ -25,6 +27,7 @@ from mtl_ssl.config import validation
 from mtl_ssl.data.fields import InputDataFields as fields
 from mtl_ssl.evaluation import builder as evaluator_builder
 from mtl_ssl.training import checkpoints
+from mtl_ssl.training import data_checks
 from mtl_ssl.training import input_files
 from mtl_ssl.training import model_io
 from mtl_ssl.training import summaries
@@ -110,6 +113,7 @@ class CheckpointEvaluation:
     self._writer = None  # made at the first evaluation: a failed start writes nothing
     self.checkpoint = tf.train.Checkpoint(model=self.model)
     self._built = False
+    self._data_checked = False  # the ground truth vs model checks run on the first pass
     self._eval_step = training_utils.GraphFunction(self._step, relax_image_size=True)
 
   @property
@@ -154,6 +158,7 @@ class CheckpointEvaluation:
     loss_sums = collections.defaultdict(float)
     aux_sums = collections.defaultdict(float)
     num_batches, num_images, pictures, nonfinite_images = 0, 0, [], 0
+    summary = None if self._data_checked else data_checks.GroundTruthSummary()
     start = time.time()
     for features, labels in self.dataset:
       losses, detections, aux = self._eval_step(features, labels)
@@ -163,6 +168,8 @@ class CheckpointEvaluation:
         aux_sums[name] += float(value)
       numpy_batch = [{k: v.numpy() for k, v in d.items()} for d in (features, labels, detections)]
       nonfinite_images += int(_has_nonfinite_outputs(numpy_batch[2]).sum())
+      if summary is not None:
+        summary.add_batch(numpy_batch[0], numpy_batch[1])
       for image_id, groundtruth, detected in model_io.evaluation_examples(*numpy_batch,
                                                                           num_images):
         for evaluator in evaluators:
@@ -176,6 +183,9 @@ class CheckpointEvaluation:
       num_images += int(features[fields.image].shape[0])
     if num_batches == 0:
       raise ValueError('the eval input yielded no examples: check eval_input_reader input_path')
+    if summary is not None:
+      self._data_checked = True
+      data_checks.warn(summary.warnings(self.configs['model']))
     metrics = {}
     for evaluator in evaluators:
       metrics.update(evaluator.evaluate())

@@ -1,0 +1,58 @@
+"""The variants of the study: ONE table. Adding a variant is adding one row.
+
+Each row: name, the MTL tasks switched on (the four flags of the `mtl { }` block; none = the
+`mtl` block is removed, i.e. the plain detector), an optional pipeline config replacing the
+study's base config (path relative to the repository root), and optional extra text-proto
+overrides merged last. The base config must carry every predictor the tasks need (the
+`..._mtl.config` files do). Same steps, schedule and data for every row.
+"""
+import dataclasses
+
+MTL_FLAGS = ('window', 'closeness', 'edgemask', 'refine')
+ALL_TASKS = ('window', 'closeness', 'edgemask')
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  name: str
+  tasks: tuple = ()  # subset of MTL_FLAGS; () = no mtl block (baseline)
+  config: str = None  # None: the study's --config
+  override: str = ''  # text proto merged over the config after the task flags
+  label: str = ''  # for tables and plots
+
+
+VARIANTS = (
+    Variant('baseline', (), label='baseline (no MTL)'),
+    Variant('T1_window', ('window',), label='T1 multi-object windows'),
+    Variant('T2_closeness', ('closeness',), label='T2 closeness'),
+    Variant('T3_foreground', ('edgemask',), label='T3 foreground'),
+    Variant('all_tasks', ALL_TASKS, label='T1+T2+T3'),
+    Variant('all_refine', ALL_TASKS + ('refine',), label='T1+T2+T3 + refine (MTL-SSL)'),
+)
+BASELINE = 'baseline'
+FULL_MTL = 'all_refine'
+
+
+def by_name(names=None):
+  """The rows named in `names` (all when None), in table order; unknown names are an error."""
+  table = {variant.name: variant for variant in VARIANTS}
+  if not names:
+    return list(VARIANTS)
+  unknown = [name for name in names if name not in table]
+  if unknown:
+    raise ValueError(f'unknown variant(s) {unknown}; the table has {list(table)}')
+  return [variant for variant in VARIANTS if variant.name in names]
+
+
+def apply_tasks(model_config, variant):
+  """Sets the four MTL flags of model_config (a DetectionModel proto) for `variant`; removes
+  the mtl block for the baseline."""
+  unknown = set(variant.tasks) - set(MTL_FLAGS)
+  if unknown:
+    raise ValueError(f'variant {variant.name}: unknown MTL task(s) {sorted(unknown)}; '
+                     f'use {MTL_FLAGS}')
+  if not variant.tasks:
+    model_config.ClearField('mtl')
+    return
+  for flag in MTL_FLAGS:
+    setattr(model_config.mtl, flag, flag in variant.tasks)
