@@ -123,8 +123,8 @@ def plan(args, data):
   seeds = [int(s) for s in _split(_option(args, 'seeds'))]
   runs = []
   for dataset in data:
-    for variant in rows:
-      for seed in seeds:
+    for seed in seeds:  # seed-major: a study cut short still has whole seeds of every variant
+      for variant in rows:
         runs.append(settings.make_run(os.path.abspath(args.workdir), dataset, variant, seed,
                                       base, num_steps, _option(args, 'eval_points'),
                                       args.config_override))

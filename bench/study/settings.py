@@ -26,7 +26,8 @@ LAYOUTS = ('context', 'random')
 # smoke: proves the mechanics (training, resume, evaluation, tables, plots) in minutes.
 PRESETS = {
     'cpu': {'num_steps': 2000, 'num_train_images': 2000, 'num_test_images': 400,
-            'eval_points': 4, 'seeds': '0,1,2', 'layouts': 'context,random', 'variants': ''},
+            'eval_points': 4, 'seeds': '0,1,2', 'layouts': 'context,random',
+            'variants': ','.join(variants_lib.PAPER_ABLATION)},
     'smoke': {'num_steps': 60, 'num_train_images': 96, 'num_test_images': 32,
               'eval_points': 2, 'seeds': '0', 'layouts': 'context',
               'variants': 'baseline,all_refine'},

@@ -10,6 +10,7 @@ import dataclasses
 
 MTL_FLAGS = ('window', 'closeness', 'edgemask', 'refine')
 ALL_TASKS = ('window', 'closeness', 'edgemask')
+FPN_SCENES_CONFIG = 'pipeline_configs/scenes/faster_rcnn_mobilenet_v1_fpn_scenes_mtl.config'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +29,18 @@ VARIANTS = (
     Variant('T3_foreground', ('edgemask',), label='T3 foreground'),
     Variant('all_tasks', ALL_TASKS, label='T1+T2+T3'),
     Variant('all_refine', ALL_TASKS + ('refine',), label='T1+T2+T3 + refine (MTL-SSL)'),
+    # beyond the paper's ablation (not in the cpu preset's default list; name them in --variants)
+    Variant('all_refine_wholemap', ALL_TASKS + ('refine',),
+            override="model { mtl { aux_stage_input: 'whole_feature_map' } }",
+            label='MTL-SSL, aux_stage_input whole_feature_map (fast)'),
+    Variant('all_refine_bf16', ALL_TASKS + ('refine',),
+            override='train_config { use_bfloat16: true }', label='MTL-SSL, bfloat16'),
+    Variant('fpn_baseline', (), config=FPN_SCENES_CONFIG, label='FPN baseline (no MTL)'),
+    Variant('fpn_all_refine', ALL_TASKS + ('refine',), config=FPN_SCENES_CONFIG,
+            label='FPN T1+T2+T3 + refine'),
 )
+PAPER_ABLATION = ('baseline', 'T1_window', 'T2_closeness', 'T3_foreground', 'all_tasks',
+                  'all_refine')
 BASELINE = 'baseline'
 FULL_MTL = 'all_refine'
 
