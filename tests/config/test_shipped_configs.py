@@ -220,11 +220,16 @@ def _big(path):
 
 
 def _distinct_models(paths):
-  """One config per distinct model block (configs that differ only in data or schedule, e.g.
-  VOC07 / 07+12 / 07++12 of one detector, build the same model)."""
+  """One config per distinct model block (configs that differ only in data, schedule or loss
+  weights, e.g. VOC07 / 07+12 / 07++12 of one detector, build the same graph)."""
   seen, kept = set(), []
   for path in paths:
-    key = _configs(path)['model'].SerializeToString(deterministic=True)
+    model = _configs(path)['model']
+    for message in (model.faster_rcnn, model.mtl):  # loss weights only scale finite losses
+      for field, _ in message.ListFields():
+        if field.name.endswith('_loss_weight'):
+          message.ClearField(field.name)
+    key = model.SerializeToString(deterministic=True)
     if key not in seen:
       seen.add(key)
       kept.append(path)
