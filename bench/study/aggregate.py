@@ -184,12 +184,15 @@ def plot_curves(summary, directory):
     axis.set_title(f'{dataset}: mAP vs step (mean over seeds, band = min..max)')
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    path = os.path.join(directory, f'map_vs_step_{dataset}.png')
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    paths.append(path)
+    paths.append(_save(plt, figure, os.path.join(directory, f'map_vs_step_{dataset}.png')))
   return paths
+
+
+def _save(plt, figure, path):
+  figure.tight_layout()
+  figure.savefig(path, dpi=110)
+  plt.close(figure)
+  return path
 
 
 def plot_tide(summary, directory):
@@ -215,11 +218,7 @@ def plot_tide(summary, directory):
     axis.set_title(f'{dataset}: TIDE error breakdown (mean ± std over seeds)')
     axis.grid(axis='y', alpha=0.3)
     axis.legend(fontsize=8)
-    path = os.path.join(directory, f'tide_{dataset}.png')
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    paths.append(path)
+    paths.append(_save(plt, figure, os.path.join(directory, f'tide_{dataset}.png')))
   return paths
 
 

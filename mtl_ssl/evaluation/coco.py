@@ -12,6 +12,8 @@ import numpy as np
 from pycocotools import coco as coco_api
 from pycocotools import cocoeval
 
+from mtl_ssl.evaluation import common
+
 # (OD API metric name, index into COCOeval.stats)
 SUMMARY_METRICS = (
     ('Precision/mAP', 0),
@@ -73,12 +75,6 @@ class CocoDetectionEvaluator:
     self._detections = []
     self._images_with_detections = set()
 
-  def _check_classes(self, classes, what, image_id):
-    unknown = sorted(set(classes.tolist()) - self._category_ids)
-    if unknown:
-      raise ValueError(f'{what} of image {image_id!r} has class ids {unknown} that are not in '
-                       f'the label map ids {sorted(self._category_ids)}')
-
   def add_single_ground_truth_image_info(self, image_id, groundtruth_dict):
     """groundtruth_dict: groundtruth_boxes [N,4] absolute, groundtruth_classes [N] (1-based),
     optional groundtruth_is_crowd [N], groundtruth_area [N]."""
@@ -97,7 +93,7 @@ class CocoDetectionEvaluator:
       raise ValueError(f'ground truth of image {image_id!r}: boxes, classes, is_crowd and area '
                        f'differ in length ({len(boxes)}, {len(classes)}, {len(is_crowd)}, '
                        f'{len(area)})')
-    self._check_classes(classes, 'ground truth', image_id)
+    common.check_classes(classes, self._category_ids, 'ground truth', image_id)
     coco_id = len(self._image_ids) + 1
     self._image_ids[image_id] = coco_id
     for box, class_id, crowd, box_area in zip(boxes, classes, is_crowd, area):
@@ -114,13 +110,9 @@ class CocoDetectionEvaluator:
       logging.warning('Detections of image %r were already added; ignoring the repeat.', image_id)
       return
     self._images_with_detections.add(image_id)
-    boxes = _to_xywh(detections_dict['detection_boxes'])
-    scores = np.asarray(detections_dict['detection_scores'], np.float64).reshape(-1)
-    classes = np.asarray(detections_dict['detection_classes']).astype(np.int64).reshape(-1)
-    if not len(boxes) == len(scores) == len(classes):
-      raise ValueError(f'detections of image {image_id!r}: {len(boxes)} boxes, {len(scores)} '
-                       f'scores and {len(classes)} classes differ in length')
-    self._check_classes(classes, 'detections', image_id)
+    boxes, scores, classes = common.detection_arrays(image_id, detections_dict)
+    common.check_classes(classes, self._category_ids, 'detections', image_id)
+    boxes = _to_xywh(boxes)
     coco_id = self._image_ids[image_id]
     for box, score, class_id in zip(boxes, scores, classes):
       self._detections.append({

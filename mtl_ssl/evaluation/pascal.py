@@ -14,6 +14,8 @@ import logging
 
 import numpy as np
 
+from mtl_ssl.evaluation import common
+
 
 def iou_matrix(boxes1, boxes2):
   """IoU between every box of boxes1 [N,4] and boxes2 [M,4] -> [N,M] (no +1 pixel convention)."""
@@ -144,12 +146,7 @@ class PascalDetectionEvaluator:
       logging.warning('Detections of image %r were already added; ignoring the repeat.', image_id)
       return
     self._evaluated_images.add(image_id)
-    boxes = np.asarray(detections_dict['detection_boxes'], np.float64).reshape(-1, 4)
-    scores = np.asarray(detections_dict['detection_scores'], np.float64).reshape(-1)
-    classes = np.asarray(detections_dict['detection_classes']).astype(np.int64).reshape(-1)
-    if not len(boxes) == len(scores) == len(classes):
-      raise ValueError(f'detections of image {image_id!r}: {len(boxes)} boxes, {len(scores)} '
-                       f'scores and {len(classes)} classes differ in length')
+    boxes, scores, classes = common.detection_arrays(image_id, detections_dict)
     self._check_classes(classes, 'detections', image_id)
     valid = _valid_boxes(boxes)
     boxes, scores, classes = boxes[valid], scores[valid], classes[valid]

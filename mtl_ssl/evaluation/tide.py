@@ -38,6 +38,7 @@ import logging
 
 import numpy as np
 
+from mtl_ssl.evaluation import common
 from mtl_ssl.evaluation.pascal import iou_matrix
 
 ERROR_TYPES = ('Cls', 'Loc', 'Both', 'Dupe', 'Bkg', 'Miss')  # tidecv's order
@@ -142,12 +143,6 @@ class TideDetectionEvaluator:
     self._groundtruth = {}  # image id -> (boxes, classes, ignore)
     self._detections = {}  # image id -> (boxes, scores, classes)
 
-  def _check_classes(self, classes, what, image_id):
-    unknown = sorted(set(classes.tolist()) - self._category_ids)
-    if unknown:
-      raise ValueError(f'{what} of image {image_id!r} has class ids {unknown} that are not in '
-                       f'the label map ids {sorted(self._category_ids)}')
-
   def add_single_ground_truth_image_info(self, image_id, groundtruth_dict):
     """groundtruth_dict: groundtruth_boxes [N,4], groundtruth_classes [N] (1-based), optional
     groundtruth_is_crowd [N] and groundtruth_difficult [N] (both become ignore regions)."""
@@ -168,7 +163,7 @@ class TideDetectionEvaluator:
     if len(classes) != len(boxes):
       raise ValueError(f'ground truth of image {image_id!r}: {len(boxes)} boxes and '
                        f'{len(classes)} classes differ in length')
-    self._check_classes(classes, 'ground truth', image_id)
+    common.check_classes(classes, self._category_ids, 'ground truth', image_id)
     self._groundtruth[image_id] = (boxes, classes, ignore)
 
   def add_single_detected_image_info(self, image_id, detections_dict):
@@ -179,13 +174,8 @@ class TideDetectionEvaluator:
     if image_id in self._detections:
       logging.warning('Detections of image %r were already added; ignoring the repeat.', image_id)
       return
-    boxes = np.asarray(detections_dict['detection_boxes'], np.float64).reshape(-1, 4)
-    scores = np.asarray(detections_dict['detection_scores'], np.float64).reshape(-1)
-    classes = np.asarray(detections_dict['detection_classes']).astype(np.int64).reshape(-1)
-    if not len(boxes) == len(scores) == len(classes):
-      raise ValueError(f'detections of image {image_id!r}: {len(boxes)} boxes, {len(scores)} '
-                       f'scores and {len(classes)} classes differ in length')
-    self._check_classes(classes, 'detections', image_id)
+    boxes, scores, classes = common.detection_arrays(image_id, detections_dict)
+    common.check_classes(classes, self._category_ids, 'detections', image_id)
     self._detections[image_id] = (boxes, scores, classes)
 
   # ------------------------------------------------------------------------------------------
