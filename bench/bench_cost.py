@@ -300,6 +300,8 @@ def bench_infer(repeats, counts=(1, 8), variants=INFER_VARIANTS, save=True):
           np.asarray(serve(input_tensor=inputs)['detection_scores'])
           if round_index:
             times.setdefault((name, count), []).append((time.perf_counter() - start) * 1000.0)
+      print(f'  round {round_index}/{repeats} done' + (' (warm-up)' if not round_index else ''),
+            flush=True)
   return {key: _median(value) for key, value in times.items()}
 
 
