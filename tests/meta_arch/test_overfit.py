@@ -102,7 +102,9 @@ def test_tiny_faster_rcnn_overfits_four_images(config):
   gt_classes = [tf.one_hot(c, NUM_CLASSES) for c in classes]
   images = tf.constant(images)
   _freeze_batch_norm_at_batch_statistics(model, images, gt_boxes, gt_classes)
-  steps = 250
+  # FPN (random-init pyramid and FC head) settles more slowly: 250 steps left it at
+  # mAP 0.89-1.0 from run to run
+  steps = 250 if config is _CONFIG else 400
   # a cosine decay ends training in a settled state (single runs are not
   # bit-reproducible on multi-threaded CPUs)
   optimizer = tf_keras.optimizers.Adam(
