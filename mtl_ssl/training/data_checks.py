@@ -27,11 +27,14 @@ MIN_RECALL_BOUND = 0.99  # warn when the detection caps make recall lower than t
 
 
 def anchor_shapes(model_config):
-  """[A, 2] (height, width) in pixels of the model input of the first-stage anchors."""
+  """[A, 2] (height, width) in pixels of the model input of the first-stage anchors (of every
+  pyramid level for FPN's multiscale_anchor_generator)."""
   from mtl_ssl.core import anchor_generator  # pylint: disable=import-outside-toplevel
   detector = getattr(model_config, model_config.WhichOneof('model'))
   generator = anchor_generator.build(detector.first_stage_anchor_generator)
-  anchors = np.asarray(generator.generate(1, 1))
+  # FPN's multiscale generator: the shapes of every level (one grid generator per level)
+  levels = getattr(generator, 'level_generators', [generator])
+  anchors = np.concatenate([np.asarray(level.generate(1, 1)) for level in levels], 0)
   return np.stack([anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]], axis=1)
 
 

@@ -77,6 +77,16 @@ def test_best_centred_iou_and_anchor_shapes():
   assert sides == [32, 64, 128] and len(anchors) == 9  # 3 scales x 3 ratios, base 256
 
 
+def test_anchor_shapes_of_an_fpn_multiscale_generator_cover_every_level():
+  anchors = data_checks.anchor_shapes(_model("""
+    faster_rcnn { num_classes: 2 first_stage_anchor_generator { multiscale_anchor_generator {
+      min_level: 3 max_level: 6 anchor_scale: 4.0 aspect_ratios: [1.0, 2.0, 0.5]
+      scales_per_octave: 2 normalize_coordinates: false } } }"""))
+  sides = sorted({round(float(np.sqrt(h * w))) for h, w in anchors})
+  # anchor_scale x stride x 2^(k/2): 32, 45 (level 3) ... 128, 181 (level 5), 256, 362 (level 6)
+  assert sides == [32, 45, 64, 91, 128, 181, 256, 362] and len(anchors) == 4 * 2 * 3
+
+
 def test_aerial_trees_get_both_warnings():
   summary = data_checks.GroundTruthSummary()
   summary.add_batch(*_batch(_trees(), [[0] * 40] * 4, 1, 256))
