@@ -33,6 +33,7 @@ from mtl_ssl.mtl import class_head
 from mtl_ssl.mtl import foreground_head
 from mtl_ssl.mtl import labels as mtl_labels
 from mtl_ssl.mtl import losses as mtl_losses
+from mtl_ssl.mtl import refine_top_k
 from mtl_ssl.mtl import refiner as mtl_refiner
 
 WINDOW_LOSS = 'Loss/MTL/window_loss'
@@ -120,6 +121,9 @@ class MTLHeads(tf_keras.layers.Layer):
         # the original's flag did not reach the foreground head (reproducible, off by default)
         self._foreground_uncut = not bool(getattr(cfg, 'stop_gradient_covers_foreground', True))
         self._num_levels = int(cfg.num_context_levels)
+        self._refine_top_k = int(getattr(cfg, 'refine_top_k', 0))
+        if self._refine_top_k < 0:
+            raise ValueError(f'model.mtl.refine_top_k must be >= 0, got {self._refine_top_k}')
         if cfg.refine and cfg.window and self._num_levels < 2:
             raise ValueError(f'model.mtl.num_context_levels must be >= 2, got {self._num_levels}')
         # Plain functions/closures are not tracked: the detector owns its stage and crop op.
@@ -280,7 +284,10 @@ class MTLHeads(tf_keras.layers.Layer):
                 outputs['mtl_window_logits'] = self._per_image(logits, boxes)
 
         with_groundtruth = bool(training or ctx.get('groundtruth_provided'))
-        if self.closeness_head is not None and (with_groundtruth or self.refiner is not None):
+        top_k = self.refiner is not None and refine_top_k.active(
+            self._refine_top_k, ctx['class_logits'].shape[1], training)
+        if self.closeness_head is not None and (
+                with_groundtruth or (self.refiner is not None and not top_k)):
             outputs['mtl_closeness_logits'] = self._closeness_logits(ctx, scale, training,
                                                                      score_maps)
 
@@ -293,10 +300,27 @@ class MTLHeads(tf_keras.layers.Layer):
             outputs['mtl_foreground_logits'] = self.foreground_head(
                 foreground_input, self._true_extent_cells(ctx, level_map), training=training)
 
-        if self.refiner is not None:
+        if top_k:
+            outputs['mtl_refined_class_logits'] = self._refine_top_k_proposals(
+                ctx, outputs, scale, training, score_maps)
+        elif self.refiner is not None:
             outputs['mtl_refined_class_logits'] = self._refine(ctx, outputs, scale, training,
                                                                score_maps)
         return outputs
+
+    def _refine_top_k_proposals(self, ctx, outputs, scale, training, score_maps):
+        """_refine on the refine_top_k best proposals; the others keep the main logits."""
+        sub, indices = refine_top_k.select(
+            ctx, self._refine_top_k,
+            () if self._meta_arch == 'rfcn' else refine_top_k.PER_PROPOSAL_ROWS)
+        sub_outputs = {}
+        if self.closeness_head is not None:
+            full = outputs.get('mtl_closeness_logits')
+            sub_outputs['mtl_closeness_logits'] = (
+                tf.gather(full, indices, batch_dims=1) if full is not None
+                else self._closeness_logits(sub, scale, training, score_maps))
+        refined = self._refine(sub, sub_outputs, scale, training, score_maps)
+        return refine_top_k.scatter(ctx['class_logits'], refined, indices)
 
     @staticmethod
     def _per_image(logits, boxes):

@@ -1,0 +1,48 @@
+"""`refine_top_k`: refine only the proposals that can matter at inference.
+
+The refiner needs, per proposal, the window head at L context boxes and the closeness head: at
+300 proposals that is 4-5 extra box-classifier stages' worth of crops, the whole cost of refined
+inference (docs/performance.md). Detections come from the highest-scoring proposals, so
+refinement is run on the K proposals with the best main class probability and the others keep
+their main logits. Not the paper's formulation (it refined all); its accuracy effect is measured
+in docs/performance.md.
+"""
+import tensorflow as tf
+
+# Faster R-CNN's ctx entries laid out [B * P, ...] (one row per proposal, image-major); R-FCN's
+# box_classifier_features is a per-image map and is kept whole
+PER_PROPOSAL_ROWS = ('proposal_crops', 'box_classifier_features')
+
+
+def select(ctx, k, per_proposal_rows=PER_PROPOSAL_ROWS):
+    """ctx restricted to each image's top-k proposals, and their indices [B, k].
+
+    Proposals are ranked by the best non-background softmax probability of the main class
+    logits; padded proposals (beyond num_proposals) rank last, so the first
+    min(num_proposals, k) selected rows are the valid ones, as num_proposals says."""
+    logits = ctx['class_logits']
+    num_boxes = tf.shape(logits)[1]
+    scores = tf.reduce_max(tf.nn.softmax(logits)[..., 1:], axis=-1)
+    valid = tf.sequence_mask(ctx['num_proposals'], num_boxes)
+    _, indices = tf.math.top_k(tf.where(valid, scores, -1.0), k=k)
+    sub = dict(ctx)
+    for key in ('proposal_boxes_normalized', 'class_logits'):
+        sub[key] = tf.gather(ctx[key], indices, batch_dims=1)
+    sub['num_proposals'] = tf.minimum(tf.cast(ctx['num_proposals'], tf.int32), k)
+    rows = tf.reshape(indices + tf.range(tf.shape(indices)[0])[:, None] * num_boxes, [-1])
+    for key in per_proposal_rows:
+        if ctx.get(key) is not None:
+            sub[key] = tf.gather(ctx[key], rows)
+    return sub, indices
+
+
+def scatter(main_logits, refined, indices):
+    """main_logits [B, P, C+1] with rows `indices` [B, k] replaced by refined [B, k, C+1]."""
+    batch = tf.broadcast_to(tf.range(tf.shape(indices)[0])[:, None], tf.shape(indices))
+    return tf.tensor_scatter_nd_update(main_logits, tf.stack([batch, indices], -1),
+                                       tf.cast(refined, main_logits.dtype))
+
+
+def active(k, num_boxes, training):
+    """True when top-k applies: inference, k set and smaller than the static proposal count."""
+    return (not training) and k > 0 and num_boxes is not None and k < num_boxes

@@ -1,0 +1,172 @@
+"""refine_top_k: at inference only the K best proposals (main class probability) are refined,
+exactly as if the detector had proposed only those K; the others keep the main logits."""
+import numpy as np
+import pytest
+import tensorflow as tf
+from google.protobuf import text_format
+
+import test_heads as th  # the tiny detector stand-in of test_heads.py (same folder)
+from mtl_ssl.builders import model_builder
+from mtl_ssl.mtl import refine_top_k
+from mtl_ssl.protos import model_pb2
+from test_whole_map import CountingStage  # records the input shape of every stage call
+
+K = 3
+
+
+def _numpy_top_k(logits, num_proposals, k):
+    """Independent reference: best non-background softmax probability, padding last."""
+    exp = np.exp(logits - logits.max(-1, keepdims=True))
+    scores = (exp / exp.sum(-1, keepdims=True))[..., 1:].max(-1)
+    scores[np.arange(logits.shape[1])[None, :] >= np.asarray(num_proposals)[:, None]] = -1.0
+    return np.argsort(-scores, axis=1, kind='stable')[:, :k]
+
+
+def _setup(meta_arch='faster_rcnn', **overrides):
+    make = th.make_config if meta_arch == 'faster_rcnn' else th.make_rfcn_config
+    return th.Setup(make(**th.ALL_ON, **overrides), meta_arch=meta_arch)
+
+
+def _sub_context(setup, ctx, indices):
+    """The context a detector proposing only `indices` would give (built without select)."""
+    sub = dict(ctx)
+    proposals = np.take_along_axis(setup.proposals.numpy(), indices[..., None], 1)
+    sub['proposal_boxes_normalized'] = tf.constant(proposals)
+    sub['class_logits'] = tf.constant(np.take_along_axis(setup.main_logits.numpy(),
+                                                         indices[..., None], 1))
+    sub['num_proposals'] = tf.minimum(setup.num_proposals, indices.shape[1])
+    if setup.meta_arch == 'faster_rcnn':
+        sub['proposal_crops'] = setup.crop(ctx['feature_map'],
+                                           (proposals * setup.scale()).astype(np.float32))
+        sub['box_classifier_features'] = setup.main(sub['proposal_crops'])
+    return sub
+
+
+def test_select_ranks_by_best_class_probability_and_puts_padding_last():
+    # hand-made: image 0 has 4 valid proposals, best class probabilities 0.79, 0.0025, 0.58,
+    # 0.42: proposal 1 ranks last although its largest logit is the biggest (background);
+    # image 1 has 2 valid of 4: its padded proposals come after them whatever their logits
+    logits = np.array([[[0., 2., 0.], [9., 3., 0.], [0., 0., 1.], [0., 1., 1.]],
+                       [[0., 5., 0.], [0., 0., 0.], [0., 9., 0.], [0., 0., 7.]]], np.float32)
+    rows = np.arange(8, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)
+    ctx = {'class_logits': tf.constant(logits), 'num_proposals': tf.constant([4, 2]),
+           'proposal_boxes_normalized': tf.constant(np.random.rand(2, 4, 4), tf.float32),
+           'box_classifier_features': tf.constant(rows), 'proposal_crops': None}
+    sub, indices = refine_top_k.select(ctx, 3)
+    np.testing.assert_array_equal(indices.numpy(), [[0, 2, 3], [0, 1, 2]])
+    np.testing.assert_array_equal(indices.numpy(), _numpy_top_k(logits, [4, 2], 3))
+    np.testing.assert_array_equal(sub['num_proposals'].numpy(), [3, 2])
+    # flat [B * P, ...] entries follow their proposals (image 1 starts at row 4)
+    np.testing.assert_array_equal(sub['box_classifier_features'].numpy()[:, 0],
+                                  [0, 2, 3, 4, 5, 6])
+    np.testing.assert_array_equal(sub['class_logits'].numpy()[1, 0], logits[1, 0])
+    assert sub['proposal_crops'] is None
+
+
+@pytest.mark.parametrize('meta_arch, shared, global_closeness', [
+    ('faster_rcnn', 'proposal_feature_maps', True),
+    ('faster_rcnn', 'classifier_feature_maps', True),
+    ('faster_rcnn', 'proposal_feature_maps', False),
+    ('rfcn', 'proposal_feature_maps', True),
+])
+def test_refined_rows_equal_a_detector_with_only_those_proposals(meta_arch, shared,
+                                                                  global_closeness):
+    setup = _setup(meta_arch, shared_feature=shared, global_closeness=global_closeness)
+    ctx = setup.context(training=False, with_windows=False)
+    full = setup.heads.predict(ctx)['mtl_refined_class_logits'].numpy()
+    setup.heads._refine_top_k = K
+    fast = setup.heads.predict(ctx)['mtl_refined_class_logits'].numpy()
+    indices = _numpy_top_k(setup.main_logits.numpy(), setup.num_proposals.numpy(), K)
+
+    setup.heads._refine_top_k = 0
+    expected = setup.heads.predict(_sub_context(setup, ctx, indices))['mtl_refined_class_logits']
+    np.testing.assert_allclose(np.take_along_axis(fast, indices[..., None], 1), expected.numpy(),
+                               rtol=1e-5, atol=1e-6)
+    rest = np.ones(fast.shape[:2], bool)
+    np.put_along_axis(rest, indices, False, 1)
+    np.testing.assert_array_equal(fast[rest], setup.main_logits.numpy()[rest])
+    if not global_closeness:  # each row depends only on its own proposal: as full refinement
+        np.testing.assert_allclose(np.take_along_axis(fast, indices[..., None], 1),
+                                   np.take_along_axis(full, indices[..., None], 1),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_context_crops_and_closeness_stage_run_on_k_proposals_only():
+    setup = th.Setup(th.make_config(**th.ALL_ON, refine_top_k=K), factory=CountingStage)
+    ctx = setup.context(training=False, with_windows=False)
+    before = len(setup.crop.calls)
+    setup.heads.predict(ctx)
+    # levels 0..3 cropped per proposal (the window head's own stage copy cannot reuse the main
+    # stage's level-0 features), level 4 (the whole image) once per image
+    inner = 5 - 1
+    # one crop call for all context boxes of the K proposals; the closeness copy gets the K
+    # proposals' own crops (gathered, not cropped again)
+    assert [tuple(b.shape) for b in setup.crop.calls[before:]] == [(2, K * inner + 1, 4)]
+    assert [s[0] for s in setup.heads.closeness_head.stage.inputs_seen][-1] == 2 * K
+    assert [s[0] for s in setup.heads.window_head.stage.inputs_seen][-1] == 2 * (K * inner + 1)
+
+
+@pytest.mark.parametrize('training, groundtruth', [(True, True), (False, True)])
+def test_training_is_unchanged_and_eval_keeps_full_closeness(training, groundtruth):
+    setup = _setup()
+    ctx = setup.context(training=training, with_windows=groundtruth)
+    full = setup.heads.predict(ctx)
+    setup.heads._refine_top_k = K
+    fast = setup.heads.predict(ctx)
+    # closeness logits of every proposal stay available for the eval losses
+    np.testing.assert_allclose(fast['mtl_closeness_logits'], full['mtl_closeness_logits'],
+                               rtol=1e-6)
+    same = np.allclose(fast['mtl_refined_class_logits'], full['mtl_refined_class_logits'],
+                       rtol=1e-6)
+    assert same == training
+
+
+def test_k_at_or_above_the_proposal_count_is_full_refinement():
+    assert not refine_top_k.active(5, 5, training=False)
+    assert not refine_top_k.active(0, 300, training=False)
+    assert not refine_top_k.active(8, 300, training=True)
+    assert not refine_top_k.active(8, None, training=False)
+    assert refine_top_k.active(8, 300, training=False)
+    with pytest.raises(ValueError, match='refine_top_k'):
+        _setup(refine_top_k=-2)
+
+
+@pytest.mark.parametrize('arch', ['c4', 'fpn'])
+def test_real_detector_in_a_traced_step(arch):
+    """The detector built from a config (C4 MobileNet; ResNet-50 FPN, whose per-proposal rows
+    come from several levels), batch 2: the top-K rows are the full refinement's (without
+    global_closeness each row depends only on its own proposal), the others the main logits."""
+    if arch == 'c4':
+        import test_mtl_integration as ti
+        cfg = ti.model_config(ti.ALL_TASKS + ' global_closeness: false')
+        images, kwargs = tf.constant(ti.synthetic_images(2)[0]), {'depth_multiplier': 0.25}
+    else:
+        import test_mtl_fpn as tfpn
+        cfg = text_format.Parse(tfpn._MTL % {'extra': 'global_closeness: false'},
+                                model_pb2.DetectionModel())
+        images = tf.random.stateless_uniform([2, tfpn.SIZE, tfpn.SIZE, 3], [5, 6], 0.0, 255.0)
+        kwargs = {}
+    tf.keras.utils.set_random_seed(0)
+    model = model_builder.build(cfg, is_training=False, **kwargs)
+
+    def infer(images):
+        preprocessed, shapes = model.preprocess(images)
+        predictions = model.predict(preprocessed, shapes, training=False)
+        detections = model.postprocess(predictions, shapes)
+        return (predictions['class_predictions_with_background'],
+                predictions['num_proposals'], predictions['mtl_refined_class_logits'],
+                detections['num_detections'])
+
+    main, num_proposals, full, _ = tf.function(infer)(images)
+    model.mtl_heads._refine_top_k = 4
+    main_again, _, fast, num_detections = tf.function(infer)(images)
+    # relative tolerances only: the untrained tiny C4 model's logits are ~1e-16
+    np.testing.assert_allclose(main_again, main, rtol=1e-4, atol=0)
+    assert main.shape[1] > 4 and np.all(num_detections.numpy() > 0)
+    indices = _numpy_top_k(main.numpy(), num_proposals.numpy(), 4)
+    take = lambda x: np.take_along_axis(x.numpy(), indices[..., None], 1)  # noqa: E731
+    np.testing.assert_allclose(take(fast), take(full), rtol=1e-4, atol=0)
+    rest = np.ones(main.shape[:2], bool)
+    np.put_along_axis(rest, indices, False, 1)
+    np.testing.assert_array_equal(fast.numpy()[rest], main_again.numpy()[rest])
+    assert not np.allclose(take(fast), take(main), rtol=1e-3, atol=0)  # refinement changed them
