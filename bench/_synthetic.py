@@ -1,8 +1,9 @@
-"""Synthetic detection batches shared by bench_cost.py and odapi_train_step.py.
+"""Synthetic detection batches and the benches' detector config, shared by bench_cost.py,
+bench_train_step.py and odapi_train_step.py.
 
 numpy only (the OD API's own venv imports it too), so every implementation sees the same
-images and boxes. Labels use the input pipeline's padded layout and key names, which are the
-OD API's (docs/architecture.md section 2).
+images, boxes and config text. Labels use the input pipeline's padded layout and key names,
+which are the OD API's (docs/architecture.md section 2).
 """
 import numpy as np
 
@@ -10,6 +11,46 @@ NUM_CLASSES = 20
 SIZE = 320
 BATCH = 2
 MAX_BOXES = 100
+
+# The box classifier (and the MTL heads' predictors) of the benches' detector.
+HEAD = ('mask_rcnn_box_predictor { use_dropout: false dropout_keep_probability: 1.0 '
+        'fc_hyperparams { op: FC regularizer { l2_regularizer { weight: 0.0 } } '
+        'initializer { variance_scaling_initializer { factor: 1.0 uniform: true '
+        'mode: FAN_AVG } } } }')
+_FASTER_RCNN_C4 = """faster_rcnn {{
+  num_classes: {num_classes}
+  image_resizer {{ fixed_shape_resizer {{ height: {size} width: {size} }} }}
+  feature_extractor {{ type: '{extractor}' {extractor_fields}}}
+  first_stage_anchor_generator {{ grid_anchor_generator {{
+    scales: [0.25, 0.5, 1.0, 2.0] aspect_ratios: [0.5, 1.0, 2.0]
+    height_stride: 16 width_stride: 16 }} }}
+  first_stage_box_predictor_conv_hyperparams {{ op: CONV
+    regularizer {{ l2_regularizer {{ weight: 0.0 }} }}
+    initializer {{ truncated_normal_initializer {{ stddev: 0.01 }} }} }}
+  first_stage_nms_score_threshold: 0.0
+  first_stage_nms_iou_threshold: 0.7
+  first_stage_max_proposals: 300
+  first_stage_localization_loss_weight: 2.0
+  first_stage_objectness_loss_weight: 1.0
+  initial_crop_size: 14 maxpool_kernel_size: 2 maxpool_stride: 2
+  second_stage_box_predictor {{ {head} }}
+  second_stage_batch_size: 64
+  second_stage_post_processing {{ batch_non_max_suppression {{
+    score_threshold: 0.0 iou_threshold: 0.6
+    max_detections_per_class: 100 max_total_detections: 300 }}
+    score_converter: SOFTMAX }}
+  second_stage_localization_loss_weight: 2.0
+  second_stage_classification_loss_weight: 1.0
+  {extra}
+}}"""
+
+
+def faster_rcnn_c4_text(extractor='faster_rcnn_resnet50_keras', size=SIZE,
+                        num_classes=NUM_CLASSES, extractor_fields='', extra=''):
+  """The `faster_rcnn { }` block of issue 11's setting (ResNet-50 C4, 300 proposals, 64 RoIs,
+  crop 14 + 2x2 max-pool, no weight decay) as the OD API and mtl_ssl both parse it."""
+  return _FASTER_RCNN_C4.format(num_classes=num_classes, size=size, extractor=extractor,
+                                extractor_fields=extractor_fields, head=HEAD, extra=extra)
 
 
 def batches(count, batch=BATCH, size=SIZE, num_classes=NUM_CLASSES, max_boxes=MAX_BOXES,

@@ -38,38 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _synthetic  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_MODEL = """
-model {{ {mtl}
-faster_rcnn {{
-  num_classes: {num_classes}
-  image_resizer {{ fixed_shape_resizer {{ height: {size} width: {size} }} }}
-  feature_extractor {{ type: 'faster_rcnn_resnet50_keras' }}
-  first_stage_anchor_generator {{ grid_anchor_generator {{
-    scales: [0.25, 0.5, 1.0, 2.0] aspect_ratios: [0.5, 1.0, 2.0]
-    height_stride: 16 width_stride: 16 }} }}
-  first_stage_box_predictor_conv_hyperparams {{ op: CONV
-    regularizer {{ l2_regularizer {{ weight: 0.0 }} }}
-    initializer {{ truncated_normal_initializer {{ stddev: 0.01 }} }} }}
-  first_stage_nms_score_threshold: 0.0
-  first_stage_nms_iou_threshold: 0.7
-  first_stage_max_proposals: 300
-  first_stage_localization_loss_weight: 2.0
-  first_stage_objectness_loss_weight: 1.0
-  initial_crop_size: 14 maxpool_kernel_size: 2 maxpool_stride: 2
-  second_stage_box_predictor {{ {head} }}
-  second_stage_batch_size: 64
-  second_stage_post_processing {{ batch_non_max_suppression {{
-    score_threshold: 0.0 iou_threshold: 0.6
-    max_detections_per_class: 100 max_total_detections: 300 }}
-    score_converter: SOFTMAX }}
-  second_stage_localization_loss_weight: 2.0
-  second_stage_classification_loss_weight: 1.0
-}} }}
-train_config {{ use_bfloat16: {bf16} }}
-"""
-_HEAD = ('mask_rcnn_box_predictor { use_dropout: false fc_hyperparams { op: FC '
-         'regularizer { l2_regularizer { weight: 0.0 } } initializer { '
-         'variance_scaling_initializer { factor: 1.0 uniform: true mode: FAN_AVG } } } }')
+_HEAD = _synthetic.HEAD
 _ALL_TASKS = ('window: true window_class_loss_weight: 1.0 closeness: true '
               'closeness_loss_weight: 0.3 edgemask: true edgemask_loss_weight: 1.0 '
               'refine: true refine_residue: true refined_classification_loss_weight: 1.0 '
@@ -80,20 +49,25 @@ _FAST = " aux_stage_input: 'whole_feature_map'"
 VARIANTS = {
     'baseline': ('', False),
     'mtl paper': (_ALL_TASKS, False),
+    # inference only: refine the K best of the 300 proposals (training is the paper's)
+    'mtl paper top32': (_ALL_TASKS + ' refine_top_k: 32', False),
+    'mtl paper top16': (_ALL_TASKS + ' refine_top_k: 16', False),
     'mtl fast': (_ALL_TASKS + _FAST, False),
     'baseline bf16': ('', True),
     'mtl paper bf16': (_ALL_TASKS, True),
     'mtl fast bf16': (_ALL_TASKS + _FAST, True),
 }
-INFER_VARIANTS = ('baseline', 'mtl paper', 'mtl fast', 'baseline bf16', 'mtl fast bf16')
+TRAIN_VARIANTS = tuple(name for name in VARIANTS if ' top' not in name)
+INFER_VARIANTS = ('baseline', 'mtl paper', 'mtl paper top32', 'mtl paper top16', 'mtl fast',
+                  'baseline bf16', 'mtl fast bf16')
 ODAPI_VARIANTS = {'OD API TF2': [], 'OD API TF2 + TPU flags': ['--tpu_flags']}
 
 
 def pipeline_text(name):
   mtl, bf16 = VARIANTS[name]
-  return _MODEL.format(mtl=f'mtl {{ {mtl} }}' if mtl else '', head=_HEAD,
-                       num_classes=_synthetic.NUM_CLASSES, size=_synthetic.SIZE,
-                       bf16='true' if bf16 else 'false')
+  mtl = f'mtl {{ {mtl} }}' if mtl else ''
+  return (f'model {{ {mtl}\n{_synthetic.faster_rcnn_c4_text()} }}\n'
+          f'train_config {{ use_bfloat16: {"true" if bf16 else "false"} }}\n')
 
 
 def _median(values):
@@ -215,7 +189,7 @@ class OdapiChild:
 def bench_train(rounds, odapi_python):
   batches = _synthetic.batches(4)
   variants = []
-  for name in VARIANTS:
+  for name in TRAIN_VARIANTS:
     start = time.perf_counter()
     variants.append(TrainVariant(name, batches))
     print(f'  built {name} ({time.perf_counter() - start:.0f} s)', flush=True)
@@ -389,6 +363,8 @@ def print_tables(train, label_ms, infer, load_after, rss):
   if infer:
     for count in (1, 8):
       for label, name, base in (('paper', 'mtl paper', 'baseline'),
+                                ('paper, refine_top_k 32', 'mtl paper top32', 'baseline'),
+                                ('paper, refine_top_k 16', 'mtl paper top16', 'baseline'),
                                 ('fast', 'mtl fast', 'baseline'),
                                 ('fast, both bf16', 'mtl fast bf16', 'baseline bf16')):
         if (name, count) in infer and (base, count) in infer:

@@ -31,39 +31,9 @@ import sys
 import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-_MODEL = """
-faster_rcnn {{
-  num_classes: 20
-  image_resizer {{ fixed_shape_resizer {{ height: {size} width: {size} }} }}
-  feature_extractor {{ type: '{extractor}' }}
-  first_stage_anchor_generator {{ grid_anchor_generator {{
-    scales: [0.25, 0.5, 1.0, 2.0] aspect_ratios: [0.5, 1.0, 2.0]
-    height_stride: 16 width_stride: 16 }} }}
-  first_stage_box_predictor_conv_hyperparams {{ op: CONV
-    regularizer {{ l2_regularizer {{ weight: 0.0 }} }}
-    initializer {{ truncated_normal_initializer {{ stddev: 0.01 }} }} }}
-  first_stage_nms_score_threshold: 0.0
-  first_stage_nms_iou_threshold: 0.7
-  first_stage_max_proposals: 300
-  first_stage_localization_loss_weight: 2.0
-  first_stage_objectness_loss_weight: 1.0
-  initial_crop_size: 14 maxpool_kernel_size: 2 maxpool_stride: 2
-  second_stage_box_predictor {{ mask_rcnn_box_predictor {{
-    use_dropout: false dropout_keep_probability: 1.0
-    fc_hyperparams {{ op: FC regularizer {{ l2_regularizer {{ weight: 0.0 }} }}
-      initializer {{ variance_scaling_initializer {{
-        factor: 1.0 uniform: true mode: FAN_AVG }} }} }} }} }}
-  second_stage_batch_size: 64
-  second_stage_post_processing {{ batch_non_max_suppression {{
-    score_threshold: 0.0 iou_threshold: 0.6
-    max_detections_per_class: 100 max_total_detections: 300 }}
-    score_converter: SOFTMAX }}
-  second_stage_localization_loss_weight: 2.0
-  second_stage_classification_loss_weight: 1.0
-}}
-{mtl}
-"""
+import _synthetic  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _MTL_TASKS = {
     'baseline': '',
@@ -81,7 +51,8 @@ _MTL_TASKS = {
 
 def _model_text(extractor, size, tasks=''):
   mtl = 'mtl { %s }' % tasks if tasks else ''
-  return _MODEL.format(extractor=extractor, size=size, mtl=mtl)
+  return f'{_synthetic.faster_rcnn_c4_text(extractor, size)}\n{mtl}\n'
+
 
 
 def _synthetic_batch(tf, batch, size, num_classes, seed=0):

@@ -22,42 +22,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _synthetic  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-_MODEL = """
-model {{ faster_rcnn {{
-  num_classes: {num_classes}
-  image_resizer {{ fixed_shape_resizer {{ height: {size} width: {size} }} }}
-  feature_extractor {{ type: 'faster_rcnn_resnet50_keras' batch_norm_trainable: false }}
-  first_stage_anchor_generator {{ grid_anchor_generator {{
-    scales: [0.25, 0.5, 1.0, 2.0] aspect_ratios: [0.5, 1.0, 2.0]
-    height_stride: 16 width_stride: 16 }} }}
-  first_stage_box_predictor_conv_hyperparams {{ op: CONV
-    regularizer {{ l2_regularizer {{ weight: 0.0 }} }}
-    initializer {{ truncated_normal_initializer {{ stddev: 0.01 }} }} }}
-  first_stage_nms_score_threshold: 0.0
-  first_stage_nms_iou_threshold: 0.7
-  first_stage_max_proposals: 300
-  first_stage_localization_loss_weight: 2.0
-  first_stage_objectness_loss_weight: 1.0
-  initial_crop_size: 14 maxpool_kernel_size: 2 maxpool_stride: 2
-  second_stage_box_predictor {{ mask_rcnn_box_predictor {{
-    use_dropout: false dropout_keep_probability: 1.0
-    fc_hyperparams {{ op: FC regularizer {{ l2_regularizer {{ weight: 0.0 }} }}
-      initializer {{ variance_scaling_initializer {{
-        factor: 1.0 uniform: true mode: FAN_AVG }} }} }} }} }}
-  second_stage_batch_size: 64
-  second_stage_post_processing {{ batch_non_max_suppression {{
-    score_threshold: 0.0 iou_threshold: 0.6
-    max_detections_per_class: 100 max_total_detections: 300 }}
-    score_converter: SOFTMAX }}
-  second_stage_localization_loss_weight: 2.0
-  second_stage_classification_loss_weight: 1.0
-  {tpu_flags}
-}} }}
-"""
 # what the OD API's TF2 sample configs (..._tpu-8.config) set for TPUs
 _TPU_FLAGS = ('use_static_shapes: true use_matmul_crop_and_resize: true '
               'clip_anchors_to_image: true use_static_balanced_label_sampler: true '
               'use_matmul_gather_in_matcher: true')
+
+
+def odapi_text(tpu_flags):
+  """bench_cost.py's baseline detector in the OD API's pipeline text (BN frozen, as ours)."""
+  return 'model { %s }' % _synthetic.faster_rcnn_c4_text(
+      extractor_fields='batch_norm_trainable: false ',
+      extra=_TPU_FLAGS if tpu_flags else '')
 
 
 def main():
@@ -73,8 +48,7 @@ def main():
   from object_detection.builders import model_builder  # pylint: disable=g-import-not-at-top
   from object_detection.protos import pipeline_pb2  # pylint: disable=g-import-not-at-top
 
-  text = _MODEL.format(num_classes=_synthetic.NUM_CLASSES, size=_synthetic.SIZE,
-                       tpu_flags=_TPU_FLAGS if args.tpu_flags else '')
+  text = odapi_text(args.tpu_flags)
   pipeline = text_format.Parse(text, pipeline_pb2.TrainEvalPipelineConfig())
   model = model_builder.build(pipeline.model, is_training=True)
   optimizer = tf.keras.optimizers.SGD(1e-3, momentum=0.9)
