@@ -24,7 +24,8 @@ def select(ctx, k, per_proposal_rows=PER_PROPOSAL_ROWS):
     num_boxes = tf.shape(logits)[1]
     scores = tf.reduce_max(tf.nn.softmax(logits)[..., 1:], axis=-1)
     valid = tf.sequence_mask(ctx['num_proposals'], num_boxes)
-    _, indices = tf.math.top_k(tf.where(valid, scores, -1.0), k=k)
+    # k may exceed a proposal count known only at run time
+    _, indices = tf.math.top_k(tf.where(valid, scores, -1.0), k=tf.minimum(k, num_boxes))
     sub = dict(ctx)
     for key in ('proposal_boxes_normalized', 'class_logits'):
         sub[key] = tf.gather(ctx[key], indices, batch_dims=1)
@@ -44,5 +45,6 @@ def scatter(main_logits, refined, indices):
 
 
 def active(k, num_boxes, training):
-    """True when top-k applies: inference, k set and smaller than the static proposal count."""
-    return (not training) and k > 0 and num_boxes is not None and k < num_boxes
+    """True when top-k applies: inference, k set and not above the proposal count (when it is
+    static; a run-time count is handled by select)."""
+    return (not training) and k > 0 and (num_boxes is None or k < num_boxes)

@@ -125,8 +125,8 @@ def test_k_at_or_above_the_proposal_count_is_full_refinement():
     assert not refine_top_k.active(5, 5, training=False)
     assert not refine_top_k.active(0, 300, training=False)
     assert not refine_top_k.active(8, 300, training=True)
-    assert not refine_top_k.active(8, None, training=False)
     assert refine_top_k.active(8, 300, training=False)
+    assert refine_top_k.active(8, None, training=False)  # proposals known at run time only
     with pytest.raises(ValueError, match='refine_top_k'):
         _setup(refine_top_k=-2)
 
@@ -170,3 +170,19 @@ def test_real_detector_in_a_traced_step(arch):
     np.put_along_axis(rest, indices, False, 1)
     np.testing.assert_array_equal(fast.numpy()[rest], main_again.numpy()[rest])
     assert not np.allclose(take(fast), take(main), rtol=1e-3, atol=0)  # refinement changed them
+
+
+def test_select_with_a_run_time_proposal_count_below_k():
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.float32),
+                                  tf.TensorSpec([None], tf.int32)])
+    def run(logits, num_proposals):
+        sub, indices = refine_top_k.select(
+            {'class_logits': logits, 'num_proposals': num_proposals,
+             'proposal_boxes_normalized': tf.zeros(tf.concat([tf.shape(logits)[:2], [4]], 0))},
+            5, per_proposal_rows=())
+        return indices, sub['num_proposals']
+
+    logits = np.array([[[0., 1., 0.], [0., 3., 0.]]], np.float32)
+    indices, num = run(logits, tf.constant([2]))
+    np.testing.assert_array_equal(indices.numpy(), [[1, 0]])
+    np.testing.assert_array_equal(num.numpy(), [2])
