@@ -13,12 +13,12 @@ child -> {"times_ms": [...]}; parent -> {"quit": true}.
 import json
 import os
 import sys
-import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # the OD API's tf.keras is Keras 2
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _odapi_step  # pylint: disable=g-import-not-at-top,wrong-import-position
 import fpn_synthetic  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -31,7 +31,6 @@ def main():
   setup = json.loads(sys.stdin.readline())
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
-  from object_detection import model_lib_v2  # pylint: disable=g-import-not-at-top
   from object_detection.builders import model_builder  # pylint: disable=g-import-not-at-top
   from object_detection.protos import pipeline_pb2  # pylint: disable=g-import-not-at-top
 
@@ -49,27 +48,7 @@ def main():
               'num_groundtruth_boxes': tf.constant(counts)}
     batches.append(({'image': preprocessed, 'true_image_shape': shapes}, labels))
 
-  @tf.function
-  def train_step(features, labels):
-    losses = model_lib_v2.eager_train_step(
-        model, features, labels, unpad_groundtruth_tensors=True, optimizer=optimizer,
-        training_step=optimizer.iterations, add_regularization_loss=True,
-        clip_gradients_value=10.0, num_replicas=1.0)
-    return losses['Loss/total_loss'] if isinstance(losses, dict) else losses
-
-  counter = [0]
-
-  def run(count):
-    times = []
-    for _ in range(count):
-      features, labels = batches[counter[0] % len(batches)]
-      counter[0] += 1
-      start = time.perf_counter()
-      train_step(features, labels).numpy()
-      times.append((time.perf_counter() - start) * 1000.0)
-    return times
-
-  run(2)  # trace + warm-up
+  run = _odapi_step.timed_train_steps(model, optimizer, batches)
   _send({'ready': True, 'tf': tf.__version__,
          'trainable_variables': len(model.trainable_variables)})
   for line in sys.stdin:

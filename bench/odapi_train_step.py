@@ -14,12 +14,12 @@ import argparse
 import os
 import resource
 import sys
-import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # the OD API's tf.keras is Keras 2
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _odapi_step  # pylint: disable=g-import-not-at-top,wrong-import-position
 import _synthetic  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # what the OD API's TF2 sample configs (..._tpu-8.config) set for TPUs
@@ -44,7 +44,6 @@ def main():
 
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
-  from object_detection import model_lib_v2  # pylint: disable=g-import-not-at-top
   from object_detection.builders import model_builder  # pylint: disable=g-import-not-at-top
   from object_detection.protos import pipeline_pb2  # pylint: disable=g-import-not-at-top
 
@@ -58,28 +57,7 @@ def main():
     batches.append(({'image': preprocessed, 'true_image_shape': shapes},
                     {key: tf.constant(value) for key, value in labels.items()}))
 
-  @tf.function
-  def train_step(features, labels):
-    losses = model_lib_v2.eager_train_step(
-        model, features, labels, unpad_groundtruth_tensors=True, optimizer=optimizer,
-        training_step=optimizer.iterations, add_regularization_loss=True,
-        clip_gradients_value=10.0, num_replicas=1.0)
-    # the OD API 2.8 returns the losses dict (older versions the total)
-    return losses['Loss/total_loss'] if isinstance(losses, dict) else losses
-
-  counter = [0]
-
-  def run_steps(count):
-    times = []
-    for _ in range(count):
-      features, labels = batches[counter[0] % len(batches)]
-      counter[0] += 1
-      start = time.perf_counter()
-      train_step(features, labels).numpy()
-      times.append((time.perf_counter() - start) * 1000.0)
-    return times
-
-  run_steps(2)  # trace + warm-up
+  run_steps = _odapi_step.timed_train_steps(model, optimizer, batches)
   rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
   _synthetic.step_protocol(run_steps, {'ready': True, 'rss_mb': rss_mb,
                                        'tf': tf.__version__})
