@@ -17,8 +17,10 @@ the rounds after two warm-up rounds; ratios are within one run.
               --odapi_python (or $MTL_SSL_ODAPI_PYTHON), interleaved with the rounds; without
               it the row says "not measured". With and without its TPU-only flags.
   inference   SavedModels exported by mtl_ssl.export (encoded_image_string_tensor input, so
-              one signature serves 1 and 8 images), baseline and all tasks + refine, called
-              round robin on 1 and on 8 JPEG images.
+              one signature serves 1 and 8 images), baseline and all tasks + refine (paper,
+              refine_top_k 32 and 16, whole feature map, bf16), called round robin on 1 and on
+              8 JPEG images. The paper variant on 8 images needs ~10 GB (1,201 context crops
+              per image): --infer_counts / --infer_variants pick a subset.
 
   PYTHONPATH=. python bench/bench_cost.py [--rounds 20] [--odapi_python PATH] [--json out.json]
 """
