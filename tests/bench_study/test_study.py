@@ -4,6 +4,7 @@ import json
 import os
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -181,6 +182,11 @@ def test_a_run_directory_is_run_by_one_process_at_a_time(tmp_path):
   other = subprocess.Popen(['sleep', '30'])  # alive, but not a runner (a reused pid)
   sleeper = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)',
                               'bench.study.runner'])
+  # Popen returns after fork: until the child has exec'd, its /proc cmdline is still ours (a
+  # real runner writes its pid file itself, long after its exec)
+  deadline = time.time() + 20
+  while not runner.process_alive(sleeper.pid) and time.time() < deadline:
+    time.sleep(0.05)
   try:
     (tmp_path / runner.PID_FILE).write_text(str(other.pid))
     assert runner.running_pid(str(tmp_path)) is None
