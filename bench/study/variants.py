@@ -33,6 +33,15 @@ VARIANTS = (
     Variant('all_refine_wholemap', ALL_TASKS + ('refine',),
             override="model { mtl { aux_stage_input: 'whole_feature_map' } }",
             label='MTL-SSL, aux_stage_input whole_feature_map (fast)'),
+    # the paper's own option: windows through the main stage, closeness on its features
+    Variant('all_refine_shared', ALL_TASKS + ('refine',),
+            override="model { mtl { shared_feature: 'classifier_feature_maps' } }",
+            label='MTL-SSL, shared_feature classifier_feature_maps'),
+    # the cost preset of docs/performance.md: shared stage, 16 windows, top-16 refinement
+    Variant('all_refine_lean', ALL_TASKS + ('refine',),
+            override="model { mtl { shared_feature: 'classifier_feature_maps' num_windows: 16 "
+                     "refine_top_k: 16 refine_top_k_in_training: true } }",
+            label='MTL-SSL, lean (shared stage, 16 windows, top-16 refine)'),
     Variant('all_refine_bf16', ALL_TASKS + ('refine',),
             override='train_config { use_bfloat16: true }', label='MTL-SSL, bfloat16'),
     Variant('fpn_baseline', (), config=FPN_SCENES_CONFIG, label='FPN baseline (no MTL)'),

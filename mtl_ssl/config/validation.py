@@ -119,6 +119,8 @@ def _check_mtl(model, errors):
                           ("num_context_levels", 2), ("refine_top_k", 0)):
         if getattr(mtl, name) < minimum:
             errors.append(f"{path}.{name}: must be >= {minimum} (got {getattr(mtl, name)})")
+    if mtl.refine_top_k_in_training and mtl.refine_top_k < 1:
+        errors.append(f"{path}.refine_top_k_in_training: needs refine_top_k >= 1 (got {mtl.refine_top_k})")
     if mtl.HasField("edgemask_predictor") and mtl.edgemask_predictor.kernel_size < 1:
         errors.append(f"{path}.edgemask_predictor.kernel_size: must be >= 1")
 

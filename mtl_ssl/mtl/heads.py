@@ -124,6 +124,9 @@ class MTLHeads(tf_keras.layers.Layer):
         self._refine_top_k = int(getattr(cfg, 'refine_top_k', 0))
         if self._refine_top_k < 0:
             raise ValueError(f'model.mtl.refine_top_k must be >= 0, got {self._refine_top_k}')
+        self._top_k_in_training = bool(getattr(cfg, 'refine_top_k_in_training', False))
+        if self._top_k_in_training and cfg.refine and self._refine_top_k < 1:
+            raise ValueError('model.mtl.refine_top_k_in_training needs refine_top_k >= 1')
         if cfg.refine and cfg.window and self._num_levels < 2:
             raise ValueError(f'model.mtl.num_context_levels must be >= 2, got {self._num_levels}')
         # Plain functions/closures are not tracked: the detector owns its stage and crop op.
@@ -285,7 +288,7 @@ class MTLHeads(tf_keras.layers.Layer):
 
         with_groundtruth = bool(training or ctx.get('groundtruth_provided'))
         top_k = self.refiner is not None and refine_top_k.active(
-            self._refine_top_k, ctx['class_logits'].shape[1], training)
+            self._refine_top_k, ctx['class_logits'].shape[1], training, self._top_k_in_training)
         if self.closeness_head is not None and (
                 with_groundtruth or (self.refiner is not None and not top_k)):
             outputs['mtl_closeness_logits'] = self._closeness_logits(ctx, scale, training,
@@ -301,15 +304,19 @@ class MTLHeads(tf_keras.layers.Layer):
                 foreground_input, self._true_extent_cells(ctx, level_map), training=training)
 
         if top_k:
-            outputs['mtl_refined_class_logits'] = self._refine_top_k_proposals(
+            outputs['mtl_refined_class_logits'], indices = self._refine_top_k_proposals(
                 ctx, outputs, scale, training, score_maps)
+            if training:  # the refined loss averages over these rows only
+                outputs['mtl_refined_rows'] = refine_top_k.refined_rows(
+                    indices, ctx['num_proposals'], tf.shape(ctx['class_logits'])[1])
         elif self.refiner is not None:
             outputs['mtl_refined_class_logits'] = self._refine(ctx, outputs, scale, training,
                                                                score_maps)
         return outputs
 
     def _refine_top_k_proposals(self, ctx, outputs, scale, training, score_maps):
-        """_refine on the refine_top_k best proposals; the others keep the main logits."""
+        """_refine on the refine_top_k best proposals; the others keep the main logits (cut in
+        training: their refined loss weight is 0). Returns the logits and the indices [B, K]."""
         sub, indices = refine_top_k.select(
             ctx, self._refine_top_k,
             () if self._meta_arch == 'rfcn' else refine_top_k.PER_PROPOSAL_ROWS)
@@ -320,7 +327,8 @@ class MTLHeads(tf_keras.layers.Layer):
                 tf.gather(full, indices, batch_dims=1) if full is not None
                 else self._closeness_logits(sub, scale, training, score_maps))
         refined = self._refine(sub, sub_outputs, scale, training, score_maps)
-        return refine_top_k.scatter(ctx['class_logits'], refined, indices)
+        return refine_top_k.scatter(tf.stop_gradient(ctx['class_logits']), refined,
+                                    indices), indices
 
     @staticmethod
     def _per_image(logits, boxes):
@@ -454,7 +462,9 @@ class MTLHeads(tf_keras.layers.Layer):
                 need(prediction_dict, 'mtl_foreground_logits', 'prediction_dict'),
                 need(groundtruth, 'mtl_foreground_mask', 'groundtruth'), weights)
         if self.refiner is not None:
-            raw[REFINED_LOSS] = classification_loss_fn(
-                need(prediction_dict, 'mtl_refined_class_logits', 'prediction_dict'))
+            logits = need(prediction_dict, 'mtl_refined_class_logits', 'prediction_dict')
+            rows = prediction_dict.get('mtl_refined_rows')  # refine_top_k_in_training
+            raw[REFINED_LOSS] = (classification_loss_fn(logits) if rows is None
+                                 else classification_loss_fn(logits, rows=rows))
         return {key: self.loss_weights[key] * tf.cast(value, tf.float32)
                 for key, value in raw.items()}

@@ -5,7 +5,8 @@ The refiner needs, per proposal, the window head at L context boxes and the clos
 inference (docs/performance.md). Detections come from the highest-scoring proposals, so
 refinement is run on the K proposals with the best main class probability and the others keep
 their main logits. Not the paper's formulation (it refined all); its accuracy effect is measured
-in docs/performance.md.
+in docs/performance.md. With refine_top_k_in_training the same selection is made among the
+sampled RoIs in training, and the refined loss covers only those rows (`refined_rows`).
 """
 import tensorflow as tf
 
@@ -44,7 +45,14 @@ def scatter(main_logits, refined, indices):
                                        tf.cast(refined, main_logits.dtype))
 
 
-def active(k, num_boxes, training):
-    """True when top-k applies: inference, k set and not above the proposal count (when it is
-    static; a run-time count is handled by select)."""
-    return (not training) and k > 0 and (num_boxes is None or k < num_boxes)
+def active(k, num_boxes, training, in_training=False):
+    """True when top-k applies: inference (or training with in_training), k set and not above
+    the proposal count (when it is static; a run-time count is handled by select)."""
+    return (in_training or not training) and k > 0 and (num_boxes is None or k < num_boxes)
+
+
+def refined_rows(indices, num_proposals, num_boxes):
+    """[B, P] float mask: 1 at the selected rows `indices` [B, k] that are valid proposals
+    (the rows the refined classification loss averages over in training)."""
+    hits = tf.reduce_max(tf.one_hot(indices, num_boxes, dtype=tf.float32), axis=1)
+    return hits * tf.sequence_mask(num_proposals, num_boxes, dtype=tf.float32)

@@ -57,6 +57,8 @@ def test_reference_config_is_valid_and_only_warns_about_tpu_switches(tmp_path):
     ("model { mtl { num_context_levels: 1 } }", "model.mtl.num_context_levels"),
     ("model { mtl { num_windows: 0 } }", "model.mtl.num_windows"),
     ("model { mtl { refine_top_k: -1 } }", "model.mtl.refine_top_k: must be >= 0"),
+    ("model { mtl { refine: true refine_top_k_in_training: true } }",
+     "model.mtl.refine_top_k_in_training: needs refine_top_k >= 1"),
     ("model { mtl { window_class_loss_weight: 0 } }", "window_class_loss_weight is 0"),
     ("model { mtl { closeness_loss_weight: -1 } }", "model.mtl.closeness_loss_weight: must be >= 0"),
     ("train_config { batch_size: 0 }", "train_config.batch_size"),

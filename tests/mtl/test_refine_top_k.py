@@ -186,3 +186,93 @@ def test_select_with_a_run_time_proposal_count_below_k():
     indices, num = run(logits, tf.constant([2]))
     np.testing.assert_array_equal(indices.numpy(), [[1, 0]])
     np.testing.assert_array_equal(num.numpy(), [2])
+
+
+# ------------------------------------------------------------------ refine_top_k_in_training
+def test_refined_rows_marks_the_selected_valid_proposals():
+    # image 0: rows 0 and 2 of 4 valid; image 1: rows 1 and 3 selected but only 3 proposals
+    rows = refine_top_k.refined_rows(tf.constant([[0, 2], [1, 3]]), tf.constant([4, 3]), 4)
+    np.testing.assert_array_equal(rows.numpy(), [[1, 0, 1, 0], [0, 1, 0, 0]])
+
+
+def test_in_training_the_top_k_rows_are_refined_as_a_detector_with_only_them():
+    setup = _setup(refine_top_k=K, refine_top_k_in_training=True)
+    ctx = setup.context(training=True, with_windows=True)
+    with tf.GradientTape() as tape:
+        tape.watch(setup.main_logits)
+        out = setup.heads.predict(ctx)
+        logits = out['mtl_refined_class_logits']
+        rest_sum = tf.reduce_sum(logits * (1.0 - out['mtl_refined_rows'])[..., None])
+    indices = _numpy_top_k(setup.main_logits.numpy(), setup.num_proposals.numpy(), K)
+    expected_rows = np.zeros(logits.shape[:2], np.float32)
+    np.put_along_axis(expected_rows, indices, 1.0, 1)
+    expected_rows *= np.arange(logits.shape[1])[None, :] < setup.num_proposals.numpy()[:, None]
+    np.testing.assert_array_equal(out['mtl_refined_rows'].numpy(), expected_rows)
+    # the selected rows: what training refinement on only those proposals gives
+    setup.heads._top_k_in_training = False
+    expected = setup.heads.predict(_sub_context(setup, ctx, indices))['mtl_refined_class_logits']
+    np.testing.assert_allclose(np.take_along_axis(logits.numpy(), indices[..., None], 1),
+                               expected.numpy(), rtol=1e-5, atol=1e-6)
+    # the others: the main logits, cut (the refined loss never trains the main classifier)
+    rest = expected_rows == 0
+    np.testing.assert_array_equal(logits.numpy()[rest], setup.main_logits.numpy()[rest])
+    gradient = tape.gradient(rest_sum, setup.main_logits)
+    assert gradient is None or not np.any(gradient.numpy())
+    # every sampled RoI keeps its closeness logits for the closeness loss
+    assert out['mtl_closeness_logits'].shape[:2] == logits.shape[:2]
+
+
+def test_in_training_the_context_crops_are_made_for_k_rois_only():
+    setup = th.Setup(th.make_config(**th.ALL_ON, refine_top_k=K, refine_top_k_in_training=True),
+                     factory=CountingStage)
+    ctx = setup.context(training=True, with_windows=True)
+    before = len(setup.crop.calls)
+    setup.heads.predict(ctx)
+    shapes = [tuple(b.shape) for b in setup.crop.calls[before:]]
+    # the windows' crop, then one crop of the K RoIs' context boxes (4 inner levels + image)
+    assert shapes == [tuple(setup.windows.shape), (2, K * 4 + 1, 4)]
+    setup.heads._top_k_in_training = False  # the paper: every sampled RoI (5 per image)
+    before = len(setup.crop.calls)
+    setup.heads.predict(ctx)
+    assert [tuple(b.shape) for b in setup.crop.calls[before:]][-1] == (2, 5 * 4 + 1, 4)
+
+
+def test_the_refined_loss_gets_the_rows_and_is_their_mean():
+    setup = _setup(refine_top_k=K, refine_top_k_in_training=True)
+    out = setup.heads.predict(setup.context(training=True, with_windows=True))
+    seen = {}
+
+    def loss_fn(logits, rows=None):  # the detector's classification loss, recorded
+        seen['rows'] = rows
+        return tf.reduce_sum(th.refined_ce(logits) * 0.0 + tf.reduce_sum(rows))
+
+    losses = setup.heads.loss(out, setup.groundtruth(), setup.proposal_targets(), loss_fn)
+    assert seen['rows'] is out['mtl_refined_rows']
+    np.testing.assert_allclose(losses['Loss/MTL/refined_classification_loss'].numpy(),
+                               setup.heads.loss_weights['Loss/MTL/refined_classification_loss'] *
+                               float(np.sum(out['mtl_refined_rows'].numpy())), rtol=1e-6)
+
+
+def test_detector_classification_loss_with_rows_is_the_per_image_mean_over_them():
+    from types import SimpleNamespace
+    from mtl_ssl.meta_arch import faster_rcnn
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(2, 5, 3)).astype(np.float32)
+    targets = np.eye(3, dtype=np.float32)[rng.integers(0, 3, size=(2, 5))]
+    weights = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], np.float32)
+    rows = np.array([[1, 0, 1, 1, 0], [0, 1, 0, 0, 0]], np.float32)
+
+    def per_box(logits, targets, weights):
+        return weights * tf.nn.softmax_cross_entropy_with_logits(targets, logits)
+
+    fake = SimpleNamespace(_cls_loss_fn=per_box)
+    t = {'cls_targets': tf.constant(targets), 'cls_weights': tf.constant(weights),
+         'normalizer': tf.constant([[5.0 * 2], [3.0 * 2]])}
+    got = faster_rcnn.FasterRCNNMetaArch._box_classification_loss(fake, tf.constant(logits), t,
+                                                                  rows=tf.constant(rows))
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    ce = -(targets * log_p).sum(-1) * weights
+    expected = np.mean([ce[0][rows[0] == 1].mean(), ce[1][rows[1] == 1].mean()])
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
+    full = faster_rcnn.FasterRCNNMetaArch._box_classification_loss(fake, tf.constant(logits), t)
+    np.testing.assert_allclose(full.numpy(), (ce[0].sum() / 10 + ce[1].sum() / 6), rtol=1e-5)
