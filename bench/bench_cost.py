@@ -11,14 +11,16 @@ the rounds after two warm-up rounds; ratios are within one run.
               trainer: images preprocessed and the MTL labels made BEFORE the step, as the
               input pipeline does (in parallel with training); the label cost per batch is
               printed separately. Variants: baseline, all tasks + refine as in the paper
-              ("paper": own block-4 copies on RoI crops), with aux_stage_input
-              'whole_feature_map' ("fast"), each also with train_config.use_bfloat16.
+              ("paper": own block-4 copies on RoI crops), the lean preset ("lean": the
+              paper's shared-stage option, 16 windows, refine_top_k 16 in training too), with
+              aux_stage_input 'whole_feature_map' ("fast"), baseline / paper / fast also with
+              train_config.use_bfloat16. --train_variants picks a subset.
   OD API      the OD API's own eager_train_step on the same batches, in a child process of
               --odapi_python (or $MTL_SSL_ODAPI_PYTHON), interleaved with the rounds; without
               it the row says "not measured". With and without its TPU-only flags.
   inference   SavedModels exported by mtl_ssl.export (encoded_image_string_tensor input, so
               one signature serves 1 and 8 images), baseline and all tasks + refine (paper,
-              refine_top_k 32 and 16, whole feature map, bf16), called round robin on 1 and on
+              refine_top_k 32 and 16, lean, whole feature map, bf16), called round robin on 1 and on
               8 JPEG images. The paper variant on 8 images needs ~10 GB (1,201 context crops
               per image): --infer_counts / --infer_variants pick a subset.
 
@@ -47,6 +49,10 @@ _ALL_TASKS = ('window: true window_class_loss_weight: 1.0 closeness: true '
               f'window_box_predictor {{ {_HEAD} }} closeness_box_predictor {{ {_HEAD} }} '
               'edgemask_predictor { kernel_size: 1 }')
 _FAST = " aux_stage_input: 'whole_feature_map'"
+# the lean preset (docs/performance.md): the paper's shared-stage option, 16 windows, and the
+# refiner on each image's 16 best RoIs / proposals in training and at inference
+_LEAN = (" shared_feature: 'classifier_feature_maps' num_windows: 16 refine_top_k: 16"
+         " refine_top_k_in_training: true")
 # name -> (mtl block text or '', use_bfloat16)
 VARIANTS = {
     'baseline': ('', False),
@@ -55,13 +61,14 @@ VARIANTS = {
     'mtl paper top32': (_ALL_TASKS + ' refine_top_k: 32', False),
     'mtl paper top16': (_ALL_TASKS + ' refine_top_k: 16', False),
     'mtl fast': (_ALL_TASKS + _FAST, False),
+    'mtl lean': (_ALL_TASKS + _LEAN, False),
     'baseline bf16': ('', True),
     'mtl paper bf16': (_ALL_TASKS, True),
     'mtl fast bf16': (_ALL_TASKS + _FAST, True),
 }
 TRAIN_VARIANTS = tuple(name for name in VARIANTS if ' top' not in name)
-INFER_VARIANTS = ('baseline', 'mtl paper', 'mtl paper top32', 'mtl paper top16', 'mtl fast',
-                  'baseline bf16', 'mtl fast bf16')
+INFER_VARIANTS = ('baseline', 'mtl paper', 'mtl paper top32', 'mtl paper top16', 'mtl lean',
+                  'mtl fast', 'baseline bf16', 'mtl fast bf16')
 ODAPI_VARIANTS = {'OD API TF2': [], 'OD API TF2 + TPU flags': ['--tpu_flags']}
 
 
@@ -188,10 +195,10 @@ class OdapiChild:
       self._process.wait(timeout=60)
 
 
-def bench_train(rounds, odapi_python):
+def bench_train(rounds, odapi_python, names=TRAIN_VARIANTS):
   batches = _synthetic.batches(4)
   variants = []
-  for name in TRAIN_VARIANTS:
+  for name in names:
     start = time.perf_counter()
     variants.append(TrainVariant(name, batches))
     print(f'  built {name} ({time.perf_counter() - start:.0f} s)', flush=True)
@@ -305,6 +312,8 @@ def main():
   parser.add_argument('--skip', choices=('train', 'infer'), action='append', default=[])
   parser.add_argument('--infer_variants', default=','.join(INFER_VARIANTS),
                       help='comma-separated subset of ' + ', '.join(INFER_VARIANTS))
+  parser.add_argument('--train_variants', default=','.join(TRAIN_VARIANTS),
+                      help='comma-separated subset of ' + ', '.join(TRAIN_VARIANTS))
   parser.add_argument('--infer_counts', default='1,8', help='images per call')
   parser.add_argument('--no_save', action='store_true',
                       help='call the serving functions in this process instead of saving and '
@@ -317,7 +326,8 @@ def main():
   train, label_ms, infer = {}, None, {}
   if 'train' not in args.skip:
     print('train steps (ms, round robin):', flush=True)
-    train, label_ms = bench_train(args.rounds, args.odapi_python)
+    train, label_ms = bench_train(args.rounds, args.odapi_python,
+                                  tuple(v.strip() for v in args.train_variants.split(',')))
   if 'infer' not in args.skip:
     print('SavedModel inference (ms, round robin):', flush=True)
     infer = bench_infer(args.infer_repeats,
@@ -358,6 +368,8 @@ def print_tables(train, label_ms, infer, load_after, rss):
     rows += [
         ('train step, all tasks + refine / baseline: paper (roi crops)',
          _ratio(train, 'mtl paper', 'baseline'), '<= 1.35x'),
+        ('train step, all tasks + refine / baseline: lean (shared stage, 16 windows, top 16)',
+         _ratio(train, 'mtl lean', 'baseline'), '<= 1.35x'),
         ('train step, all tasks + refine / baseline: fast (whole feature map)',
          _ratio(train, 'mtl fast', 'baseline'), '<= 1.35x'),
         ('train step, fast / baseline, both bf16', _ratio(train, 'mtl fast bf16',
@@ -367,6 +379,7 @@ def print_tables(train, label_ms, infer, load_after, rss):
       for label, name, base in (('paper', 'mtl paper', 'baseline'),
                                 ('paper, refine_top_k 32', 'mtl paper top32', 'baseline'),
                                 ('paper, refine_top_k 16', 'mtl paper top16', 'baseline'),
+                                ('lean', 'mtl lean', 'baseline'),
                                 ('fast', 'mtl fast', 'baseline'),
                                 ('fast, both bf16', 'mtl fast bf16', 'baseline bf16')):
         if (name, count) in infer and (base, count) in infer:

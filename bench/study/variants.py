@@ -37,11 +37,16 @@ VARIANTS = (
     Variant('all_refine_shared', ALL_TASKS + ('refine',),
             override="model { mtl { shared_feature: 'classifier_feature_maps' } }",
             label='MTL-SSL, shared_feature classifier_feature_maps'),
-    # the cost preset of docs/performance.md: shared stage, 16 windows, top-16 refinement
+    # cost presets (docs/performance.md): 16 windows, refiner and closeness head on the top-16
+    # RoIs in training and inference; with own stage copies (the paper's) or the shared stage
     Variant('all_refine_lean', ALL_TASKS + ('refine',),
+            override="model { mtl { num_windows: 16 refine_top_k: 16 "
+                     "refine_top_k_in_training: true } }",
+            label='MTL-SSL, lean (16 windows, top-16 refine + closeness)'),
+    Variant('all_refine_shared_lean', ALL_TASKS + ('refine',),
             override="model { mtl { shared_feature: 'classifier_feature_maps' num_windows: 16 "
                      "refine_top_k: 16 refine_top_k_in_training: true } }",
-            label='MTL-SSL, lean (shared stage, 16 windows, top-16 refine)'),
+            label='MTL-SSL, lean on the shared stage'),
     Variant('all_refine_bf16', ALL_TASKS + ('refine',),
             override='train_config { use_bfloat16: true }', label='MTL-SSL, bfloat16'),
     Variant('fpn_baseline', (), config=FPN_SCENES_CONFIG, label='FPN baseline (no MTL)'),

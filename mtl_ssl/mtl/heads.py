@@ -289,7 +289,9 @@ class MTLHeads(tf_keras.layers.Layer):
         with_groundtruth = bool(training or ctx.get('groundtruth_provided'))
         top_k = self.refiner is not None and refine_top_k.active(
             self._refine_top_k, ctx['class_logits'].shape[1], training, self._top_k_in_training)
-        if self.closeness_head is not None and (
+        # refine_top_k_in_training: the closeness head runs on the top-K RoIs only (below)
+        closeness_on_top_k = top_k and training
+        if self.closeness_head is not None and not closeness_on_top_k and (
                 with_groundtruth or (self.refiner is not None and not top_k)):
             outputs['mtl_closeness_logits'] = self._closeness_logits(ctx, scale, training,
                                                                      score_maps)
@@ -304,11 +306,14 @@ class MTLHeads(tf_keras.layers.Layer):
                 foreground_input, self._true_extent_cells(ctx, level_map), training=training)
 
         if top_k:
-            outputs['mtl_refined_class_logits'], indices = self._refine_top_k_proposals(
-                ctx, outputs, scale, training, score_maps)
-            if training:  # the refined loss averages over these rows only
+            outputs['mtl_refined_class_logits'], indices, closeness = (
+                self._refine_top_k_proposals(ctx, outputs, scale, training, score_maps))
+            if training:  # the refined and closeness losses cover these rows only
                 outputs['mtl_refined_rows'] = refine_top_k.refined_rows(
                     indices, ctx['num_proposals'], tf.shape(ctx['class_logits'])[1])
+                if closeness is not None:  # 0 at the other rows (left out by the loss)
+                    outputs['mtl_closeness_logits'] = refine_top_k.scatter(
+                        tf.zeros_like(ctx['class_logits'], closeness.dtype), closeness, indices)
         elif self.refiner is not None:
             outputs['mtl_refined_class_logits'] = self._refine(ctx, outputs, scale, training,
                                                                score_maps)
@@ -316,7 +321,8 @@ class MTLHeads(tf_keras.layers.Layer):
 
     def _refine_top_k_proposals(self, ctx, outputs, scale, training, score_maps):
         """_refine on the refine_top_k best proposals; the others keep the main logits (cut in
-        training: their refined loss weight is 0). Returns the logits and the indices [B, K]."""
+        training: their refined loss weight is 0). Returns the logits, the indices [B, K] and
+        the closeness logits of those K [B, K, C+1] (None without the closeness head)."""
         sub, indices = refine_top_k.select(
             ctx, self._refine_top_k,
             () if self._meta_arch == 'rfcn' else refine_top_k.PER_PROPOSAL_ROWS)
@@ -327,8 +333,8 @@ class MTLHeads(tf_keras.layers.Layer):
                 tf.gather(full, indices, batch_dims=1) if full is not None
                 else self._closeness_logits(sub, scale, training, score_maps))
         refined = self._refine(sub, sub_outputs, scale, training, score_maps)
-        return refine_top_k.scatter(tf.stop_gradient(ctx['class_logits']), refined,
-                                    indices), indices
+        return (refine_top_k.scatter(tf.stop_gradient(ctx['class_logits']), refined, indices),
+                indices, sub_outputs.get('mtl_closeness_logits'))
 
     @staticmethod
     def _per_image(logits, boxes):
@@ -447,12 +453,16 @@ class MTLHeads(tf_keras.layers.Layer):
             raw[WINDOW_LOSS] = mtl_losses.window_loss(
                 need(prediction_dict, 'mtl_window_logits', 'prediction_dict'),
                 need(groundtruth, 'mtl_window_labels', 'groundtruth'))
+        rows = prediction_dict.get('mtl_refined_rows')  # refine_top_k_in_training
         if self.closeness_head is not None:
+            positives = need(proposal_targets, 'positive_mask', 'proposal_targets')
+            if rows is not None:  # the closeness head ran on those rows only
+                positives = tf.cast(positives, tf.float32) * rows
             raw[CLOSENESS_LOSS] = mtl_losses.closeness_loss(
                 need(prediction_dict, 'mtl_closeness_logits', 'prediction_dict'),
                 need(groundtruth, 'mtl_closeness_labels', 'groundtruth'),
                 need(proposal_targets, 'matched_gt_indices', 'proposal_targets'),
-                need(proposal_targets, 'positive_mask', 'proposal_targets'),
+                positives,
                 sum_over_images=bool(getattr(self._cfg, 'closeness_loss_sum_over_images', False)))
         if self.foreground_head is not None:
             weights = None
@@ -463,7 +473,6 @@ class MTLHeads(tf_keras.layers.Layer):
                 need(groundtruth, 'mtl_foreground_mask', 'groundtruth'), weights)
         if self.refiner is not None:
             logits = need(prediction_dict, 'mtl_refined_class_logits', 'prediction_dict')
-            rows = prediction_dict.get('mtl_refined_rows')  # refine_top_k_in_training
             raw[REFINED_LOSS] = (classification_loss_fn(logits) if rows is None
                                  else classification_loss_fn(logits, rows=rows))
         return {key: self.loss_weights[key] * tf.cast(value, tf.float32)

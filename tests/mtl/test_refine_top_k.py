@@ -7,6 +7,7 @@ from google.protobuf import text_format
 
 import test_heads as th  # the tiny detector stand-in of test_heads.py (same folder)
 from mtl_ssl.builders import model_builder
+from mtl_ssl.mtl import losses as mtl_losses
 from mtl_ssl.mtl import refine_top_k
 from mtl_ssl.protos import model_pb2
 from test_whole_map import CountingStage  # records the input shape of every stage call
@@ -208,18 +209,21 @@ def test_in_training_the_top_k_rows_are_refined_as_a_detector_with_only_them():
     np.put_along_axis(expected_rows, indices, 1.0, 1)
     expected_rows *= np.arange(logits.shape[1])[None, :] < setup.num_proposals.numpy()[:, None]
     np.testing.assert_array_equal(out['mtl_refined_rows'].numpy(), expected_rows)
-    # the selected rows: what training refinement on only those proposals gives
+    # the selected rows: what training refinement on only those proposals gives, and so are
+    # their closeness logits (the closeness head ran on them only; 0 elsewhere)
     setup.heads._top_k_in_training = False
-    expected = setup.heads.predict(_sub_context(setup, ctx, indices))['mtl_refined_class_logits']
-    np.testing.assert_allclose(np.take_along_axis(logits.numpy(), indices[..., None], 1),
-                               expected.numpy(), rtol=1e-5, atol=1e-6)
+    expected = setup.heads.predict(_sub_context(setup, ctx, indices))
+    take = lambda x: np.take_along_axis(np.asarray(x), indices[..., None], 1)  # noqa: E731
+    np.testing.assert_allclose(take(logits), expected['mtl_refined_class_logits'].numpy(),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(take(out['mtl_closeness_logits']),
+                               expected['mtl_closeness_logits'].numpy(), rtol=1e-5, atol=1e-6)
     # the others: the main logits, cut (the refined loss never trains the main classifier)
     rest = expected_rows == 0
     np.testing.assert_array_equal(logits.numpy()[rest], setup.main_logits.numpy()[rest])
     gradient = tape.gradient(rest_sum, setup.main_logits)
     assert gradient is None or not np.any(gradient.numpy())
-    # every sampled RoI keeps its closeness logits for the closeness loss
-    assert out['mtl_closeness_logits'].shape[:2] == logits.shape[:2]
+    assert not np.any(out['mtl_closeness_logits'].numpy()[rest])
 
 
 def test_in_training_the_context_crops_are_made_for_k_rois_only():
@@ -231,6 +235,8 @@ def test_in_training_the_context_crops_are_made_for_k_rois_only():
     shapes = [tuple(b.shape) for b in setup.crop.calls[before:]]
     # the windows' crop, then one crop of the K RoIs' context boxes (4 inner levels + image)
     assert shapes == [tuple(setup.windows.shape), (2, K * 4 + 1, 4)]
+    # the closeness copy saw the K RoIs' own crops only
+    assert setup.heads.closeness_head.stage.inputs_seen[-1][0] == 2 * K
     setup.heads._top_k_in_training = False  # the paper: every sampled RoI (5 per image)
     before = len(setup.crop.calls)
     setup.heads.predict(ctx)
@@ -246,8 +252,17 @@ def test_the_refined_loss_gets_the_rows_and_is_their_mean():
         seen['rows'] = rows
         return tf.reduce_sum(th.refined_ce(logits) * 0.0 + tf.reduce_sum(rows))
 
-    losses = setup.heads.loss(out, setup.groundtruth(), setup.proposal_targets(), loss_fn)
+    gt, targets = setup.groundtruth(), setup.proposal_targets()
+    losses = setup.heads.loss(out, gt, targets, loss_fn)
     assert seen['rows'] is out['mtl_refined_rows']
+    # closeness: the positives among the refined rows only
+    rows = out['mtl_refined_rows'].numpy()
+    positives = targets['positive_mask'].numpy() * rows
+    assert 0 < positives.sum() < targets['positive_mask'].numpy().sum()
+    expected = mtl_losses.closeness_loss(out['mtl_closeness_logits'], gt['mtl_closeness_labels'],
+                                         targets['matched_gt_indices'], positives)
+    np.testing.assert_allclose(losses['Loss/MTL/closeness_loss'].numpy(),
+                               0.3 * expected.numpy(), rtol=1e-6)
     np.testing.assert_allclose(losses['Loss/MTL/refined_classification_loss'].numpy(),
                                setup.heads.loss_weights['Loss/MTL/refined_classification_loss'] *
                                float(np.sum(out['mtl_refined_rows'].numpy())), rtol=1e-6)
