@@ -11,8 +11,9 @@ the rounds after two warm-up rounds; ratios are within one run.
               trainer: images preprocessed and the MTL labels made BEFORE the step, as the
               input pipeline does (in parallel with training); the label cost per batch is
               printed separately. Variants: baseline, all tasks + refine as in the paper
-              ("paper": own block-4 copies on RoI crops), the lean preset ("lean": the
-              paper's shared-stage option, 16 windows, refine_top_k 16 in training too), with
+              ("paper": own block-4 copies on RoI crops), with refine_top_k 16 in training
+              too ("top16 train"), the lean preset ("lean": that and 16
+              windows, refine_top_k 16 in training too; also on the paper's shared stage), with
               aux_stage_input 'whole_feature_map' ("fast"), baseline / paper / fast also with
               train_config.use_bfloat16. --train_variants picks a subset.
   OD API      the OD API's own eager_train_step on the same batches, in a child process of
@@ -20,8 +21,8 @@ the rounds after two warm-up rounds; ratios are within one run.
               it the row says "not measured". With and without its TPU-only flags.
   inference   SavedModels exported by mtl_ssl.export (encoded_image_string_tensor input, so
               one signature serves 1 and 8 images), baseline and all tasks + refine (paper,
-              refine_top_k 32 and 16, lean, whole feature map, bf16), called round robin on 1 and on
-              8 JPEG images. The paper variant on 8 images needs ~10 GB (1,201 context crops
+              refine_top_k 32 and 16 (= lean), lean on the shared stage, whole feature map, bf16),
+              called round robin on 1 and on 8 JPEG images. The paper variant on 8 images needs ~10 GB (1,201 context crops
               per image): --infer_counts / --infer_variants pick a subset.
 
   PYTHONPATH=. python bench/bench_cost.py [--rounds 20] [--odapi_python PATH] [--json out.json]
@@ -49,10 +50,11 @@ _ALL_TASKS = ('window: true window_class_loss_weight: 1.0 closeness: true '
               f'window_box_predictor {{ {_HEAD} }} closeness_box_predictor {{ {_HEAD} }} '
               'edgemask_predictor { kernel_size: 1 }')
 _FAST = " aux_stage_input: 'whole_feature_map'"
-# the lean preset (docs/performance.md): the paper's shared-stage option, 16 windows, and the
-# refiner on each image's 16 best RoIs / proposals in training and at inference
-_LEAN = (" shared_feature: 'classifier_feature_maps' num_windows: 16 refine_top_k: 16"
-         " refine_top_k_in_training: true")
+# the lean preset (docs/performance.md): 16 windows, the refiner and the closeness head on each
+# image's 16 best RoIs / proposals in training and at inference; also on the shared stage
+_TOP16 = ' refine_top_k: 16 refine_top_k_in_training: true'
+_LEAN = ' num_windows: 16' + _TOP16
+_SHARED = " shared_feature: 'classifier_feature_maps'"
 # name -> (mtl block text or '', use_bfloat16)
 VARIANTS = {
     'baseline': ('', False),
@@ -61,14 +63,18 @@ VARIANTS = {
     'mtl paper top32': (_ALL_TASKS + ' refine_top_k: 32', False),
     'mtl paper top16': (_ALL_TASKS + ' refine_top_k: 16', False),
     'mtl fast': (_ALL_TASKS + _FAST, False),
+    'mtl top16 train': (_ALL_TASKS + _TOP16, False),
     'mtl lean': (_ALL_TASKS + _LEAN, False),
+    'mtl shared lean': (_ALL_TASKS + _LEAN + _SHARED, False),
     'baseline bf16': ('', True),
     'mtl paper bf16': (_ALL_TASKS, True),
     'mtl fast bf16': (_ALL_TASKS + _FAST, True),
 }
-TRAIN_VARIANTS = tuple(name for name in VARIANTS if ' top' not in name)
-INFER_VARIANTS = ('baseline', 'mtl paper', 'mtl paper top32', 'mtl paper top16', 'mtl lean',
-                  'mtl fast', 'baseline bf16', 'mtl fast bf16')
+TRAIN_VARIANTS = tuple(name for name in VARIANTS if ' paper top' not in name)
+# 'mtl top16 train' and 'mtl lean' infer as 'mtl paper top16' (num_windows and the training
+# flag do not matter there)
+INFER_VARIANTS = ('baseline', 'mtl paper', 'mtl paper top32', 'mtl paper top16',
+                  'mtl shared lean', 'mtl fast', 'baseline bf16', 'mtl fast bf16')
 ODAPI_VARIANTS = {'OD API TF2': [], 'OD API TF2 + TPU flags': ['--tpu_flags']}
 
 
@@ -368,8 +374,12 @@ def print_tables(train, label_ms, infer, load_after, rss):
     rows += [
         ('train step, all tasks + refine / baseline: paper (roi crops)',
          _ratio(train, 'mtl paper', 'baseline'), '<= 1.35x'),
-        ('train step, all tasks + refine / baseline: lean (shared stage, 16 windows, top 16)',
+        ('train step, all tasks + refine / baseline: refine_top_k 16 in training too',
+         _ratio(train, 'mtl top16 train', 'baseline'), '<= 1.35x'),
+        ('train step, all tasks + refine / baseline: lean (16 windows, top-16 refine)',
          _ratio(train, 'mtl lean', 'baseline'), '<= 1.35x'),
+        ('train step, all tasks + refine / baseline: lean on the shared stage',
+         _ratio(train, 'mtl shared lean', 'baseline'), '<= 1.35x'),
         ('train step, all tasks + refine / baseline: fast (whole feature map)',
          _ratio(train, 'mtl fast', 'baseline'), '<= 1.35x'),
         ('train step, fast / baseline, both bf16', _ratio(train, 'mtl fast bf16',
@@ -379,7 +389,7 @@ def print_tables(train, label_ms, infer, load_after, rss):
       for label, name, base in (('paper', 'mtl paper', 'baseline'),
                                 ('paper, refine_top_k 32', 'mtl paper top32', 'baseline'),
                                 ('paper, refine_top_k 16', 'mtl paper top16', 'baseline'),
-                                ('lean', 'mtl lean', 'baseline'),
+                                ('lean on the shared stage', 'mtl shared lean', 'baseline'),
                                 ('fast', 'mtl fast', 'baseline'),
                                 ('fast, both bf16', 'mtl fast bf16', 'baseline bf16')):
         if (name, count) in infer and (base, count) in infer:

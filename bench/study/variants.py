@@ -43,6 +43,12 @@ VARIANTS = (
             override="model { mtl { num_windows: 16 refine_top_k: 16 "
                      "refine_top_k_in_training: true } }",
             label='MTL-SSL, lean (16 windows, top-16 refine + closeness)'),
+    # the lean preset's two parts alone (which one costs the accuracy)
+    Variant('all_refine_topk_train', ALL_TASKS + ('refine',),
+            override='model { mtl { refine_top_k: 16 refine_top_k_in_training: true } }',
+            label='MTL-SSL, top-16 refine + closeness in training and inference'),
+    Variant('all_refine_windows16', ALL_TASKS + ('refine',),
+            override='model { mtl { num_windows: 16 } }', label='MTL-SSL, 16 windows'),
     Variant('all_refine_shared_lean', ALL_TASKS + ('refine',),
             override="model { mtl { shared_feature: 'classifier_feature_maps' num_windows: 16 "
                      "refine_top_k: 16 refine_top_k_in_training: true } }",
