@@ -335,18 +335,11 @@ class FasterRCNNMetaArch(model.DetectionModel):
                                         t['reg_weights'])
     return tf.reduce_sum(per_box / t['normalizer'])
 
-  def _box_classification_loss(self, logits, t, rows=None):
+  def _box_classification_loss(self, logits, t):
     """The box classifier's classification loss for any [B, P, C+1] logits
-    on the current proposals (also the refined-logits loss of MTL). rows:
-    optional [B, P] 0/1 mask; the loss is then the mean over those rows per
-    image (MTL's refine_top_k_in_training)."""
+    on the current proposals (also the refined-logits loss of MTL)."""
     per_box = self._cls_loss_fn(logits, t['cls_targets'], t['cls_weights'])
-    if rows is None:
-      return tf.reduce_sum(per_box / t['normalizer'])
-    rows = tf.cast(rows, per_box.dtype)
-    batch = tf.cast(tf.shape(rows)[0], per_box.dtype)
-    normalizer = tf.maximum(tf.reduce_sum(rows, 1, keepdims=True), 1.0) * batch
-    return tf.reduce_sum(per_box * rows / normalizer)
+    return tf.reduce_sum(per_box / t['normalizer'])
 
   # ------------------------------------------------------------- postprocess
   @_no_autograph

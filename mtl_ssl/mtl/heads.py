@@ -308,7 +308,7 @@ class MTLHeads(tf_keras.layers.Layer):
         if top_k:
             outputs['mtl_refined_class_logits'], indices, closeness = (
                 self._refine_top_k_proposals(ctx, outputs, scale, training, score_maps))
-            if training:  # the refined and closeness losses cover these rows only
+            if training:  # the closeness loss covers these rows only
                 outputs['mtl_refined_rows'] = refine_top_k.refined_rows(
                     indices, ctx['num_proposals'], tf.shape(ctx['class_logits'])[1])
                 if closeness is not None:  # 0 at the other rows (left out by the loss)
@@ -320,9 +320,10 @@ class MTLHeads(tf_keras.layers.Layer):
         return outputs
 
     def _refine_top_k_proposals(self, ctx, outputs, scale, training, score_maps):
-        """_refine on the refine_top_k best proposals; the others keep the main logits (cut in
-        training: their refined loss weight is 0). Returns the logits, the indices [B, K] and
-        the closeness logits of those K [B, K, C+1] (None without the closeness head)."""
+        """_refine on the refine_top_k best proposals; the others keep the main logits as the
+        refiner's residual path passes them (so in training the refined loss still reaches the
+        main classifier at every RoI, as in the paper). Returns the logits, the indices [B, K]
+        and the closeness logits of those K [B, K, C+1] (None without the closeness head)."""
         sub, indices = refine_top_k.select(
             ctx, self._refine_top_k,
             () if self._meta_arch == 'rfcn' else refine_top_k.PER_PROPOSAL_ROWS)
@@ -333,7 +334,8 @@ class MTLHeads(tf_keras.layers.Layer):
                 tf.gather(full, indices, batch_dims=1) if full is not None
                 else self._closeness_logits(sub, scale, training, score_maps))
         refined = self._refine(sub, sub_outputs, scale, training, score_maps)
-        return (refine_top_k.scatter(tf.stop_gradient(ctx['class_logits']), refined, indices),
+        return (refine_top_k.scatter(self.refiner.passthrough(ctx['class_logits']), refined,
+                                     indices),
                 indices, sub_outputs.get('mtl_closeness_logits'))
 
     @staticmethod
@@ -472,8 +474,7 @@ class MTLHeads(tf_keras.layers.Layer):
                 need(prediction_dict, 'mtl_foreground_logits', 'prediction_dict'),
                 need(groundtruth, 'mtl_foreground_mask', 'groundtruth'), weights)
         if self.refiner is not None:
-            logits = need(prediction_dict, 'mtl_refined_class_logits', 'prediction_dict')
-            raw[REFINED_LOSS] = (classification_loss_fn(logits) if rows is None
-                                 else classification_loss_fn(logits, rows=rows))
+            raw[REFINED_LOSS] = classification_loss_fn(
+                need(prediction_dict, 'mtl_refined_class_logits', 'prediction_dict'))
         return {key: self.loss_weights[key] * tf.cast(value, tf.float32)
                 for key, value in raw.items()}

@@ -44,6 +44,13 @@ class ContextRefiner(tf_keras.layers.Layer):
             int(num_classes) + 1, name=f'fc{num_layers + 1}',
             **hyperparams.params(use_bias=True))
 
+    def passthrough(self, main_logits):
+        """What the refiner passes of z unchanged (its residual path, with the same gradient):
+        the refined logits of proposals it is not run on (refine_top_k)."""
+        if self._residual and not self._stop_gradient_org:
+            return main_logits
+        return tf.stop_gradient(main_logits)
+
     def call(self, inputs, training=None):
         main_logits = inputs[0]
         if self._stop_gradient_org:

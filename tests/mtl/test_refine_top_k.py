@@ -218,11 +218,13 @@ def test_in_training_the_top_k_rows_are_refined_as_a_detector_with_only_them():
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(take(out['mtl_closeness_logits']),
                                expected['mtl_closeness_logits'].numpy(), rtol=1e-5, atol=1e-6)
-    # the others: the main logits, cut (the refined loss never trains the main classifier)
+    # the others: the main logits through the refiner's residual path, gradient included (the
+    # refined loss trains the main classifier at every RoI, as in the paper)
     rest = expected_rows == 0
     np.testing.assert_array_equal(logits.numpy()[rest], setup.main_logits.numpy()[rest])
-    gradient = tape.gradient(rest_sum, setup.main_logits)
-    assert gradient is None or not np.any(gradient.numpy())
+    gradient = tape.gradient(rest_sum, setup.main_logits).numpy()
+    np.testing.assert_array_equal(gradient[rest], 1.0)
+    np.testing.assert_array_equal(gradient[~rest], 0.0)
     assert not np.any(out['mtl_closeness_logits'].numpy()[rest])
 
 
@@ -243,18 +245,15 @@ def test_in_training_the_context_crops_are_made_for_k_rois_only():
     assert [tuple(b.shape) for b in setup.crop.calls[before:]][-1] == (2, 5 * 4 + 1, 4)
 
 
-def test_the_refined_loss_gets_the_rows_and_is_their_mean():
+def test_in_training_the_losses_cover_every_roi_but_closeness_only_the_refined_ones():
     setup = _setup(refine_top_k=K, refine_top_k_in_training=True)
     out = setup.heads.predict(setup.context(training=True, with_windows=True))
-    seen = {}
-
-    def loss_fn(logits, rows=None):  # the detector's classification loss, recorded
-        seen['rows'] = rows
-        return tf.reduce_sum(th.refined_ce(logits) * 0.0 + tf.reduce_sum(rows))
-
     gt, targets = setup.groundtruth(), setup.proposal_targets()
-    losses = setup.heads.loss(out, gt, targets, loss_fn)
-    assert seen['rows'] is out['mtl_refined_rows']
+    losses = setup.heads.loss(out, gt, targets, th.refined_ce)
+    # refined: the detector's loss over every RoI (refined rows and passed-through main logits)
+    np.testing.assert_allclose(losses['Loss/MTL/refined_classification_loss'].numpy(),
+                               2.0 * th.refined_ce(out['mtl_refined_class_logits']).numpy(),
+                               rtol=1e-6)
     # closeness: the positives among the refined rows only
     rows = out['mtl_refined_rows'].numpy()
     positives = targets['positive_mask'].numpy() * rows
@@ -263,34 +262,19 @@ def test_the_refined_loss_gets_the_rows_and_is_their_mean():
                                          targets['matched_gt_indices'], positives)
     np.testing.assert_allclose(losses['Loss/MTL/closeness_loss'].numpy(),
                                0.3 * expected.numpy(), rtol=1e-6)
-    np.testing.assert_allclose(losses['Loss/MTL/refined_classification_loss'].numpy(),
-                               setup.heads.loss_weights['Loss/MTL/refined_classification_loss'] *
-                               float(np.sum(out['mtl_refined_rows'].numpy())), rtol=1e-6)
 
 
-def test_detector_classification_loss_with_rows_is_the_per_image_mean_over_them():
-    from types import SimpleNamespace
-    from mtl_ssl.meta_arch import faster_rcnn
-    rng = np.random.default_rng(3)
-    logits = rng.normal(size=(2, 5, 3)).astype(np.float32)
-    targets = np.eye(3, dtype=np.float32)[rng.integers(0, 3, size=(2, 5))]
-    weights = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], np.float32)
-    rows = np.array([[1, 0, 1, 1, 0], [0, 1, 0, 0, 0]], np.float32)
-
-    def per_box(logits, targets, weights):
-        return weights * tf.nn.softmax_cross_entropy_with_logits(targets, logits)
-
-    fake = SimpleNamespace(_cls_loss_fn=per_box)
-    t = {'cls_targets': tf.constant(targets), 'cls_weights': tf.constant(weights),
-         'normalizer': tf.constant([[5.0 * 2], [3.0 * 2]])}
-    got = faster_rcnn.FasterRCNNMetaArch._box_classification_loss(fake, tf.constant(logits), t,
-                                                                  rows=tf.constant(rows))
-    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-    ce = -(targets * log_p).sum(-1) * weights
-    expected = np.mean([ce[0][rows[0] == 1].mean(), ce[1][rows[1] == 1].mean()])
-    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
-    full = faster_rcnn.FasterRCNNMetaArch._box_classification_loss(fake, tf.constant(logits), t)
-    np.testing.assert_allclose(full.numpy(), (ce[0].sum() / 10 + ce[1].sum() / 6), rtol=1e-5)
+@pytest.mark.parametrize('residue, stop_org, flows', [
+    (True, False, True), (True, True, False), (False, False, False)])
+def test_passthrough_follows_the_refiners_residual_path(residue, stop_org, flows):
+    setup = _setup(refine_residue=residue, stop_gradient_for_prediction_org=stop_org)
+    logits = tf.constant([[[1.0, 2.0, 3.0, 4.0]]])
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        passed = setup.heads.refiner.passthrough(logits)
+    np.testing.assert_array_equal(passed.numpy(), logits.numpy())
+    gradient = tape.gradient(passed, logits)
+    assert (gradient is not None and np.all(gradient.numpy() == 1.0)) == flows
 
 
 def test_real_detector_trains_with_top_k_in_training():
