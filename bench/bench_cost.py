@@ -65,6 +65,9 @@ VARIANTS = {
     'mtl fast': (_ALL_TASKS + _FAST, False),
     'mtl top16 train': (_ALL_TASKS + _TOP16, False),
     'mtl lean': (_ALL_TASKS + _LEAN, False),
+    # the scenes study's lean proportions (half the windows and RoIs) on this setting
+    'mtl lean32': (_ALL_TASKS + ' num_windows: 32 refine_top_k: 32 refine_top_k_in_training: true',
+                   False),
     'mtl shared lean': (_ALL_TASKS + _LEAN + _SHARED, False),
     'baseline bf16': ('', True),
     'mtl paper bf16': (_ALL_TASKS, True),
