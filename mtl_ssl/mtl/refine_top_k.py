@@ -6,7 +6,8 @@ inference (docs/performance.md). Detections come from the highest-scoring propos
 refinement is run on the K proposals with the best main class probability and the others keep
 their main logits. Not the paper's formulation (it refined all); its accuracy effect is measured
 in docs/performance.md. With refine_top_k_in_training the same selection is made among the
-sampled RoIs in training, and the refined loss covers only those rows (`refined_rows`).
+sampled RoIs in training; the closeness head then runs on those rows only, and its loss covers
+the positives among them (`refined_rows`).
 """
 import tensorflow as tf
 
@@ -53,6 +54,6 @@ def active(k, num_boxes, training, in_training=False):
 
 def refined_rows(indices, num_proposals, num_boxes):
     """[B, P] float mask: 1 at the selected rows `indices` [B, k] that are valid proposals
-    (the rows the refined classification loss averages over in training)."""
+    (in training, the rows the closeness head ran on and its loss covers)."""
     hits = tf.reduce_max(tf.one_hot(indices, num_boxes, dtype=tf.float32), axis=1)
     return hits * tf.sequence_mask(num_proposals, num_boxes, dtype=tf.float32)
