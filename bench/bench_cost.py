@@ -69,6 +69,12 @@ VARIANTS = {
     'mtl lean32': (_ALL_TASKS + ' num_windows: 32 refine_top_k: 32 refine_top_k_in_training: true',
                    False),
     'mtl shared lean': (_ALL_TASKS + _LEAN + _SHARED, False),
+    # the window head's crops at 8 (+ the 2 x 2 pool: 4 x 4 stage inputs) instead of 14 (7 x 7)
+    'mtl lean wc8': (_ALL_TASKS + _LEAN + ' window_crop_size: 8', False),
+    'mtl lean32 wc8': (_ALL_TASKS + ' num_windows: 32 refine_top_k: 32 '
+                       'refine_top_k_in_training: true window_crop_size: 8', False),
+    'mtl paper wc8': (_ALL_TASKS + ' window_crop_size: 8', False),
+    'mtl paper top16 wc8': (_ALL_TASKS + ' refine_top_k: 16 window_crop_size: 8', False),
     'baseline bf16': ('', True),
     'mtl paper bf16': (_ALL_TASKS, True),
     'mtl fast bf16': (_ALL_TASKS + _FAST, True),
@@ -77,6 +83,7 @@ TRAIN_VARIANTS = tuple(name for name in VARIANTS if ' paper top' not in name)
 # 'mtl top16 train' and 'mtl lean' infer as 'mtl paper top16' (num_windows and the training
 # flag do not matter there)
 INFER_VARIANTS = ('baseline', 'mtl paper', 'mtl paper top32', 'mtl paper top16',
+                  'mtl paper top16 wc8',
                   'mtl shared lean', 'mtl fast', 'baseline bf16', 'mtl fast bf16')
 ODAPI_VARIANTS = {'OD API TF2': [], 'OD API TF2 + TPU flags': ['--tpu_flags']}
 
@@ -381,6 +388,10 @@ def print_tables(train, label_ms, infer, load_after, rss):
          _ratio(train, 'mtl top16 train', 'baseline'), '<= 1.35x'),
         ('train step, all tasks + refine / baseline: lean (16 windows, top-16 refine)',
          _ratio(train, 'mtl lean', 'baseline'), '<= 1.35x'),
+        ('train step, all tasks + refine / baseline: lean + window crops 8 (4 x 4)',
+         _ratio(train, 'mtl lean wc8', 'baseline'), '<= 1.35x'),
+        ('train step, all tasks + refine / baseline: lean32 + window crops 8 (4 x 4)',
+         _ratio(train, 'mtl lean32 wc8', 'baseline'), '<= 1.35x'),
         ('train step, all tasks + refine / baseline: lean on the shared stage',
          _ratio(train, 'mtl shared lean', 'baseline'), '<= 1.35x'),
         ('train step, all tasks + refine / baseline: fast (whole feature map)',
@@ -392,6 +403,8 @@ def print_tables(train, label_ms, infer, load_after, rss):
       for label, name, base in (('paper', 'mtl paper', 'baseline'),
                                 ('paper, refine_top_k 32', 'mtl paper top32', 'baseline'),
                                 ('paper, refine_top_k 16', 'mtl paper top16', 'baseline'),
+                                ('refine_top_k 16 + window crops 8 (lean wc8)',
+                                 'mtl paper top16 wc8', 'baseline'),
                                 ('lean on the shared stage', 'mtl shared lean', 'baseline'),
                                 ('fast', 'mtl fast', 'baseline'),
                                 ('fast, both bf16', 'mtl fast bf16', 'baseline bf16')):

@@ -49,6 +49,14 @@ VARIANTS = (
             label='MTL-SSL, top-16 refine + closeness in training and inference'),
     Variant('all_refine_windows16', ALL_TASKS + ('refine',),
             override='model { mtl { num_windows: 16 } }', label='MTL-SSL, 16 windows'),
+    # the window head's crops (windows, context boxes) at 4 x 4 instead of the config's 7 x 7
+    Variant('all_refine_lean_wc4', ALL_TASKS + ('refine',),
+            override="model { mtl { num_windows: 16 refine_top_k: 16 "
+                     "refine_top_k_in_training: true window_crop_size: 4 } }",
+            label='MTL-SSL, lean + window crops 4 x 4'),
+    Variant('all_refine_wc4', ALL_TASKS + ('refine',),
+            override='model { mtl { window_crop_size: 4 } }',
+            label='MTL-SSL, window crops 4 x 4'),
     Variant('all_refine_shared_lean', ALL_TASKS + ('refine',),
             override="model { mtl { shared_feature: 'classifier_feature_maps' num_windows: 16 "
                      "refine_top_k: 16 refine_top_k_in_training: true } }",

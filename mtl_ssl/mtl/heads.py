@@ -92,7 +92,7 @@ class MTLHeads(tf_keras.layers.Layer):
 
     def __init__(self, mtl_config, num_classes, feature_extractor, main_box_classifier, crop_fn,
                  is_training, meta_arch='faster_rcnn', rfcn_ps_pool_fn=None,
-                 feature_levels=None, name='MTLHeads', **kwargs):
+                 feature_levels=None, window_crop_fn=None, name='MTLHeads', **kwargs):
         super().__init__(name=name, **kwargs)
         cfg = mtl_config
         if meta_arch not in _META_ARCHS:
@@ -131,6 +131,11 @@ class MTLHeads(tf_keras.layers.Layer):
             raise ValueError(f'model.mtl.num_context_levels must be >= 2, got {self._num_levels}')
         # Plain functions/closures are not tracked: the detector owns its stage and crop op.
         self._crop_fn = crop_fn
+        # mtl.window_crop_size: the window head's crops (windows, context boxes) at their size
+        if window_crop_fn is not None and (meta_arch == 'rfcn' or self._on_map):
+            raise ValueError('model.mtl.window_crop_size: needs Faster R-CNN with '
+                             "aux_stage_input 'roi_crops' (the other forms crop no windows)")
+        self._window_crop_fn = window_crop_fn or crop_fn
         self._main_stage = lambda: main_box_classifier
         self._share_init = bool(cfg.share_second_stage_init)
         # The backbones' own copier matches layers by blueprint position (robust); any other
@@ -281,7 +286,7 @@ class MTLHeads(tf_keras.layers.Layer):
                                                                      training)
                 outputs['mtl_window_logits'] = self._logits_at(self.window_head, maps, boxes)
             else:
-                crops = self._crop_fn(self._cut(feature_map), boxes)
+                crops = self._window_crop_fn(self._cut(feature_map), boxes)
                 features = self._head_features(self.window_head, crops, training)
                 logits = self.window_head.logits_from_features(features, training)
                 outputs['mtl_window_logits'] = self._per_image(logits, boxes)
@@ -400,11 +405,13 @@ class MTLHeads(tf_keras.layers.Layer):
             return tf.reshape(logits, [batch, num, self._num_levels * outputs])
 
         # Faster R-CNN. The last level is the whole image for every proposal: crop it once per
-        # image. Level 0 is the proposal itself: with the shared main stage its features are the
-        # box classifier's own, reused. All other crops go through ONE crop_fn and ONE stage pass.
+        # image. Level 0 is the proposal itself: with the shared main stage (and the same crop
+        # size) its features are the box classifier's own, reused. All other crops go through
+        # ONE crop op and ONE stage pass.
         per_level = []
         first = 0
-        if not self._own_stages and ctx.get('box_classifier_features') is not None:
+        if (not self._own_stages and ctx.get('box_classifier_features') is not None
+                and self._window_crop_fn is self._crop_fn):
             main_features = tf.stop_gradient(ctx['box_classifier_features'])
             level0 = head.logits_from_features(main_features, training)
             per_level.append(tf.reshape(level0, [batch, num, 1, outputs]))
@@ -413,8 +420,8 @@ class MTLHeads(tf_keras.layers.Layer):
         inner_boxes = tf.reshape(levels[:, :, first:self._num_levels - 1], [batch, num * inner, 4])
         whole_image = levels[:, :1, self._num_levels - 1]  # [B, 1, 4]
         crop_boxes = tf.stop_gradient(tf.concat([inner_boxes, whole_image], 1))
-        crops = self._crop_fn(tf.nest.map_structure(tf.stop_gradient, ctx['feature_map']),
-                              crop_boxes)
+        crops = self._window_crop_fn(
+            tf.nest.map_structure(tf.stop_gradient, ctx['feature_map']), crop_boxes)
         if head.owns_stage:
             self._finish_share_init(crops, training)
         features = tf.stop_gradient(head.features(crops, training))

@@ -59,6 +59,13 @@ def test_reference_config_is_valid_and_only_warns_about_tpu_switches(tmp_path):
     ("model { mtl { refine_top_k: -1 } }", "model.mtl.refine_top_k: must be >= 0"),
     ("model { mtl { refine: true refine_top_k_in_training: true } }",
      "model.mtl.refine_top_k_in_training: needs refine_top_k >= 1"),
+    ("model { mtl { window_crop_size: -1 } }", "model.mtl.window_crop_size: must be >= 0"),
+    ("model { mtl { aux_stage_input: 'whole_feature_map' window_crop_size: 4 } }",
+     "model.mtl.window_crop_size: aux_stage_input 'whole_feature_map' has no window crops"),
+    ("model { faster_rcnn { maxpool_kernel_size: 2 } mtl { window_crop_size: 1 } }",
+     "model.mtl.window_crop_size: 1 is smaller than model.faster_rcnn.maxpool_kernel_size (2)"),
+    ("model { faster_rcnn { second_stage_box_predictor { rfcn_box_predictor { } } } "
+     "mtl { window_crop_size: 4 } }", "model.mtl.window_crop_size: R-FCN has no window crops"),
     ("model { mtl { window_class_loss_weight: 0 } }", "window_class_loss_weight is 0"),
     ("model { mtl { closeness_loss_weight: -1 } }", "model.mtl.closeness_loss_weight: must be >= 0"),
     ("train_config { batch_size: 0 }", "train_config.batch_size"),

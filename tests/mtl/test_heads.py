@@ -49,17 +49,18 @@ class TinyExtractor:
 
 
 class CropSpy:
-    """crop_and_resize to CROP x CROP; records the boxes of every call."""
+    """crop_and_resize to size x size (CROP); records the boxes of every call."""
 
-    def __init__(self):
+    def __init__(self, size=CROP):
         self.calls = []
+        self.size = size
 
     def __call__(self, feature_map, boxes):
         self.calls.append(boxes)
         batch, num = tf.shape(boxes)[0], tf.shape(boxes)[1]
         indices = tf.repeat(tf.range(batch), num)
         return tf.image.crop_and_resize(feature_map, tf.reshape(boxes, [-1, 4]), indices,
-                                        (CROP, CROP))
+                                        (self.size, self.size))
 
 
 def ps_pool(score_maps, boxes, bins=3):
@@ -100,7 +101,7 @@ class Setup:
     """A detector stand-in: F from a producer conv, main stage, proposals, main logits."""
 
     def __init__(self, cfg, batch=2, num_props=5, num_windows=3, seed=0, meta_arch='faster_rcnn',
-                 factory=make_stage, true_shapes=TRUE_SHAPES):
+                 factory=make_stage, true_shapes=TRUE_SHAPES, window_crop=None):
         rng = np.random.default_rng(seed)
         tf.keras.utils.set_random_seed(seed)
         self.images = tf.constant(rng.normal(size=(batch, 6, 8, 3)).astype(np.float32))
@@ -108,6 +109,8 @@ class Setup:
         self.extractor = TinyExtractor(factory)
         self.main = self.extractor.get_box_classifier_feature_extractor_model('main')
         self.crop = CropSpy()
+        # mtl.window_crop_size: the window head's own crop op (None: the detector's)
+        self.window_crop = CropSpy(window_crop) if window_crop else None
         self.true_shapes = tf.constant(true_shapes[:batch], tf.int32)
         low = rng.uniform(0.0, 0.5, size=(batch, num_props, 2))
         self.proposals = tf.constant(np.concatenate(
@@ -120,7 +123,8 @@ class Setup:
         self.heads = mtl_heads.MTLHeads(
             cfg, NUM_CLASSES, self.extractor, self.main,
             self.crop if meta_arch == 'faster_rcnn' else None, is_training=True,
-            meta_arch=meta_arch, rfcn_ps_pool_fn=ps_pool if meta_arch == 'rfcn' else None)
+            meta_arch=meta_arch, rfcn_ps_pool_fn=ps_pool if meta_arch == 'rfcn' else None,
+            window_crop_fn=self.window_crop)
 
     def scale(self):
         ratio = self.true_shapes[:, :2].numpy() / np.array([96.0, 128.0])
