@@ -54,6 +54,15 @@ VARIANTS = (
             override="model { mtl { num_windows: 16 refine_top_k: 16 "
                      "refine_top_k_in_training: true window_crop_size: 4 } }",
             label='MTL-SSL, lean + window crops 4 x 4'),
+    # ... and the closeness head's crops too (R50 C4 equivalents in bench_cost: 'mtl lean wc10 cc8')
+    Variant('all_refine_lean_wc5_cc4', ALL_TASKS + ('refine',),
+            override="model { mtl { num_windows: 16 refine_top_k: 16 refine_top_k_in_training: "
+                     "true window_crop_size: 5 closeness_crop_size: 4 } }",
+            label='MTL-SSL, lean + window crops 5 x 5, closeness crops 4 x 4'),
+    Variant('all_refine_lean_wc5_cc5', ALL_TASKS + ('refine',),
+            override="model { mtl { num_windows: 16 refine_top_k: 16 refine_top_k_in_training: "
+                     "true window_crop_size: 5 closeness_crop_size: 5 } }",
+            label='MTL-SSL, lean + window and closeness crops 5 x 5'),
     Variant('all_refine_wc4', ALL_TASKS + ('refine',),
             override='model { mtl { window_crop_size: 4 } }',
             label='MTL-SSL, window crops 4 x 4'),

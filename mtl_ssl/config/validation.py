@@ -121,17 +121,18 @@ def _check_mtl(model, errors):
             errors.append(f"{path}.{name}: must be >= {minimum} (got {getattr(mtl, name)})")
     if mtl.refine_top_k_in_training and mtl.refine_top_k < 1:
         errors.append(f"{path}.refine_top_k_in_training: needs refine_top_k >= 1 (got {mtl.refine_top_k})")
-    _check_window_crop_size(model, mtl, path, errors)
+    for field in ("window_crop_size", "closeness_crop_size"):
+        _check_aux_crop_size(model, mtl, path, field, errors)
     if mtl.HasField("edgemask_predictor") and mtl.edgemask_predictor.kernel_size < 1:
         errors.append(f"{path}.edgemask_predictor.kernel_size: must be >= 1")
 
 
-def _check_window_crop_size(model, mtl, path, errors):
-    """window_crop_size sizes crops: only the Faster R-CNN roi_crops path has window crops."""
-    size = mtl.window_crop_size
+def _check_aux_crop_size(model, mtl, path, field, errors):
+    """window / closeness_crop_size size crops: only the Faster R-CNN roi_crops path has them."""
+    size = getattr(mtl, field)
     if size == 0:
         return
-    name = f"{path}.window_crop_size"
+    name = f"{path}.{field}"
     if size < 0:
         errors.append(f"{name}: must be >= 0 (got {size}; 0 = the detector's initial_crop_size)")
         return
@@ -139,11 +140,14 @@ def _check_window_crop_size(model, mtl, path, errors):
         return
     fr = model.faster_rcnn
     if fr.second_stage_box_predictor.WhichOneof("box_predictor_oneof") == "rfcn_box_predictor":
-        errors.append(f"{name}: R-FCN has no window crops (its window head pools score maps of "
+        errors.append(f"{name}: R-FCN has no such crops (its auxiliary heads pool score maps of "
                       f"the whole feature map); remove it")
     elif mtl.aux_stage_input != "roi_crops":
-        errors.append(f"{name}: aux_stage_input '{mtl.aux_stage_input}' has no window crops; "
+        errors.append(f"{name}: aux_stage_input '{mtl.aux_stage_input}' has no such crops; "
                       f"use it with 'roi_crops' or remove it")
+    elif field == "closeness_crop_size" and mtl.shared_feature != "proposal_feature_maps":
+        errors.append(f"{name}: with shared_feature '{mtl.shared_feature}' the closeness head "
+                      f"reuses the box classifier's features and crops nothing; remove it")
     elif size < fr.maxpool_kernel_size:
         errors.append(f"{name}: {size} is smaller than model.faster_rcnn.maxpool_kernel_size "
                       f"({fr.maxpool_kernel_size}), which pools the crops after cropping")

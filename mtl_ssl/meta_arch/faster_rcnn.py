@@ -119,15 +119,18 @@ class FasterRCNNMetaArch(model.DetectionModel):
     self._crop_fn = multilevel.make_crop_fn(
         feature_extractor, self._initial_crop_size, self._maxpool_kernel_size,
         self._maxpool_stride)
-    window_crop_size = int(getattr(mtl_config, 'window_crop_size', 0) or 0)
+    def crop_fn_of(field):  # mtl.window_crop_size / closeness_crop_size (0: the detector's)
+      size = int(getattr(mtl_config, field, 0) or 0)
+      return multilevel.make_crop_fn(feature_extractor, size, self._maxpool_kernel_size,
+                                     self._maxpool_stride) if size > 0 else None
+
     self._mtl_heads = mtl_hooks.make_heads(
         mtl_config, num_classes, feature_extractor, self._box_classifier_model,
         self._crop_fn, is_training, self.meta_arch_name,
         rfcn_ps_pool_fn=getattr(second_stage_box_predictor, 'ps_pool', None),
         feature_levels=getattr(feature_extractor, 'feature_levels', None),
-        window_crop_fn=multilevel.make_crop_fn(
-            feature_extractor, window_crop_size, self._maxpool_kernel_size,
-            self._maxpool_stride) if window_crop_size > 0 else None)
+        window_crop_fn=crop_fn_of('window_crop_size'),
+        closeness_crop_fn=crop_fn_of('closeness_crop_size'))
     if self._mtl_heads is not None:
       # the heads apply their own weights (architecture §6); listed here so
       # every loss weight of the model can be read in one dict

@@ -13,16 +13,20 @@ _TOGETHER = (('mtl_windows', 'mtl_window_labels'),)
 
 def make_heads(mtl_config, num_classes, feature_extractor, main_box_classifier,
                crop_fn, is_training, meta_arch, rfcn_ps_pool_fn=None,
-               feature_levels=None, window_crop_fn=None):
-  """window_crop_fn: the window head's own crop op (mtl.window_crop_size), else crop_fn."""
+               feature_levels=None, window_crop_fn=None, closeness_crop_fn=None):
+  """window_crop_fn / closeness_crop_fn: those heads' own crop ops (mtl.window_crop_size,
+  closeness_crop_size); None: the window head uses crop_fn, the closeness head the
+  detector's proposal crops."""
   if mtl_config is None:
     return None
   from mtl_ssl.mtl import heads  # pylint: disable=g-import-not-at-top
   if not heads.any_task_on(mtl_config):
     return None
   kwargs = {'feature_levels': feature_levels} if feature_levels else {}
-  if window_crop_fn is not None:
-    kwargs['window_crop_fn'] = window_crop_fn
+  for key, value in (('window_crop_fn', window_crop_fn),
+                     ('closeness_crop_fn', closeness_crop_fn)):
+    if value is not None:
+      kwargs[key] = value
   return heads.MTLHeads(mtl_config, num_classes, feature_extractor,
                         main_box_classifier, crop_fn, is_training,
                         meta_arch=meta_arch, rfcn_ps_pool_fn=rfcn_ps_pool_fn,

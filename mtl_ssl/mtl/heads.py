@@ -92,7 +92,8 @@ class MTLHeads(tf_keras.layers.Layer):
 
     def __init__(self, mtl_config, num_classes, feature_extractor, main_box_classifier, crop_fn,
                  is_training, meta_arch='faster_rcnn', rfcn_ps_pool_fn=None,
-                 feature_levels=None, window_crop_fn=None, name='MTLHeads', **kwargs):
+                 feature_levels=None, window_crop_fn=None, closeness_crop_fn=None,
+                 name='MTLHeads', **kwargs):
         super().__init__(name=name, **kwargs)
         cfg = mtl_config
         if meta_arch not in _META_ARCHS:
@@ -131,11 +132,15 @@ class MTLHeads(tf_keras.layers.Layer):
             raise ValueError(f'model.mtl.num_context_levels must be >= 2, got {self._num_levels}')
         # Plain functions/closures are not tracked: the detector owns its stage and crop op.
         self._crop_fn = crop_fn
-        # mtl.window_crop_size: the window head's crops (windows, context boxes) at their size
-        if window_crop_fn is not None and (meta_arch == 'rfcn' or self._on_map):
-            raise ValueError('model.mtl.window_crop_size: needs Faster R-CNN with '
-                             "aux_stage_input 'roi_crops' (the other forms crop no windows)")
+        # mtl.window_crop_size / closeness_crop_size: those heads' crops at their own size
+        for field, fn in (('window', window_crop_fn), ('closeness', closeness_crop_fn)):
+            if fn is not None and (meta_arch == 'rfcn' or self._on_map or (
+                    field == 'closeness' and not self._own_stages)):
+                raise ValueError(f'model.mtl.{field}_crop_size: needs Faster R-CNN with '
+                                 "aux_stage_input 'roi_crops' (and for closeness own stage "
+                                 'copies): the other forms crop nothing for that head')
         self._window_crop_fn = window_crop_fn or crop_fn
+        self._closeness_crop_fn = closeness_crop_fn
         self._main_stage = lambda: main_box_classifier
         self._share_init = bool(cfg.share_second_stage_init)
         # The backbones' own copier matches layers by blueprint position (robust); any other
@@ -372,6 +377,9 @@ class MTLHeads(tf_keras.layers.Layer):
                                                                     training)
             return self._logits_at(self.closeness_head, maps, proposals * scale)
         stage_input = ctx['proposal_crops'] if self._own_stages else None
+        if self._closeness_crop_fn is not None:  # mtl.closeness_crop_size
+            stage_input = self._closeness_crop_fn(self._cut(ctx['feature_map']),
+                                                  proposals * scale)
         features = self._head_features(self.closeness_head, stage_input, training,
                                        ctx.get('box_classifier_features'))
         logits = self.closeness_head.logits_from_features(features, training)

@@ -101,7 +101,8 @@ class Setup:
     """A detector stand-in: F from a producer conv, main stage, proposals, main logits."""
 
     def __init__(self, cfg, batch=2, num_props=5, num_windows=3, seed=0, meta_arch='faster_rcnn',
-                 factory=make_stage, true_shapes=TRUE_SHAPES, window_crop=None):
+                 factory=make_stage, true_shapes=TRUE_SHAPES, window_crop=None,
+                 closeness_crop=None):
         rng = np.random.default_rng(seed)
         tf.keras.utils.set_random_seed(seed)
         self.images = tf.constant(rng.normal(size=(batch, 6, 8, 3)).astype(np.float32))
@@ -111,6 +112,7 @@ class Setup:
         self.crop = CropSpy()
         # mtl.window_crop_size: the window head's own crop op (None: the detector's)
         self.window_crop = CropSpy(window_crop) if window_crop else None
+        self.closeness_crop = CropSpy(closeness_crop) if closeness_crop else None
         self.true_shapes = tf.constant(true_shapes[:batch], tf.int32)
         low = rng.uniform(0.0, 0.5, size=(batch, num_props, 2))
         self.proposals = tf.constant(np.concatenate(
@@ -124,7 +126,7 @@ class Setup:
             cfg, NUM_CLASSES, self.extractor, self.main,
             self.crop if meta_arch == 'faster_rcnn' else None, is_training=True,
             meta_arch=meta_arch, rfcn_ps_pool_fn=ps_pool if meta_arch == 'rfcn' else None,
-            window_crop_fn=self.window_crop)
+            window_crop_fn=self.window_crop, closeness_crop_fn=self.closeness_crop)
 
     def scale(self):
         ratio = self.true_shapes[:, :2].numpy() / np.array([96.0, 128.0])
