@@ -48,7 +48,20 @@ class FrozenBatchNormalization(tf_keras.layers.BatchNormalization):
 
   def call(self, inputs, training=None):
     del training
-    return super().call(inputs, training=False)
+    last_axis = inputs.shape.rank is not None and self.axis == [inputs.shape.rank - 1]
+    if inputs.dtype != tf.float32 or not last_axis:
+      return super().call(inputs, training=False)
+    # y = x * a + b with a, b from the fixed statistics: the same values as the fused inference
+    # kernel, but its gradient is one multiply, where the fused kernel's gradient also reduces
+    # over x and dy for gamma / beta (frozen here): ~4% of a ResNet-50 C4 train step
+    # (docs/performance.md).
+    scale = tf.math.rsqrt(self.moving_variance + self.epsilon)
+    if self.gamma is not None:
+      scale = scale * self.gamma
+    offset = -self.moving_mean * scale
+    if self.beta is not None:
+      offset = offset + self.beta
+    return inputs * scale + offset
 
 
 COMPUTE_DTYPES = ('float32', 'bfloat16')
