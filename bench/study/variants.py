@@ -63,6 +63,11 @@ VARIANTS = (
             override="model { mtl { num_windows: 16 refine_top_k: 16 refine_top_k_in_training: "
                      "true window_crop_size: 5 closeness_crop_size: 5 } }",
             label='MTL-SSL, lean + window and closeness crops 5 x 5'),
+    # the MTL heads train on every second step only (the detector alone on the others)
+    Variant('all_refine_lean_every2', ALL_TASKS + ('refine',),
+            override="model { mtl { num_windows: 16 refine_top_k: 16 refine_top_k_in_training: "
+                     "true train_every_n_steps: 2 } }",
+            label='MTL-SSL, lean, MTL on every second step'),
     Variant('all_refine_wc4', ALL_TASKS + ('refine',),
             override='model { mtl { window_crop_size: 4 } }',
             label='MTL-SSL, window crops 4 x 4'),

@@ -116,7 +116,8 @@ def _check_mtl(model, errors):
     if mtl.aux_stage_input not in AUX_STAGE_INPUTS:
         errors.append(f"{path}.aux_stage_input: '{mtl.aux_stage_input}' is not one of " + ", ".join(AUX_STAGE_INPUTS))
     for name, minimum in (("num_windows", 1), ("window_min_size", 1), ("foreground_grid_size", 1),
-                          ("num_context_levels", 2), ("refine_top_k", 0)):
+                          ("num_context_levels", 2), ("refine_top_k", 0),
+                          ("train_every_n_steps", 1)):
         if getattr(mtl, name) < minimum:
             errors.append(f"{path}.{name}: must be >= {minimum} (got {getattr(mtl, name)})")
     if mtl.refine_top_k_in_training and mtl.refine_top_k < 1:

@@ -11,6 +11,7 @@ Coordinates: anchors and proposals are absolute pixels of the padded image
 padded image; ground truth and detections are normalized w.r.t. the true
 image. Prediction tensors keep a [B, P, ...] layout.
 """
+import contextlib
 import functools
 
 import tensorflow as tf
@@ -136,6 +137,20 @@ class FasterRCNNMetaArch(model.DetectionModel):
       # every loss weight of the model can be read in one dict
       self.loss_weights.update(self._mtl_heads.loss_weights)
     self._state.mtl_labels = None
+    self._state.mtl_paused = False
+
+  @contextlib.contextmanager
+  def without_mtl(self):
+    """Within it, predict and loss are the detector's alone: the MTL heads do not run (their
+    variables get no gradient). mtl.train_every_n_steps traces its detector-only step in here."""
+    paused, self._state.mtl_paused = self._state.mtl_paused, True
+    try:
+      yield
+    finally:
+      self._state.mtl_paused = paused
+
+  def _active_mtl_heads(self):
+    return None if self._state.mtl_paused else self._mtl_heads
 
   @property
   def feature_extractor(self):
@@ -211,7 +226,7 @@ class FasterRCNNMetaArch(model.DetectionModel):
         'num_proposals': num_proposals,
     }
     prediction_dict.update(second)
-    if self._mtl_heads is not None:
+    if self._active_mtl_heads() is not None:
       prediction_dict.update(self._mtl_heads.predict(
           self._mtl_context(prediction_dict, images, true_image_shapes,
                             training)))
@@ -306,7 +321,7 @@ class FasterRCNNMetaArch(model.DetectionModel):
         prediction_dict['class_predictions_with_background'])
     loss_dict = {key: self.loss_weights[key] * value
                  for key, value in raw.items()}
-    if self._mtl_heads is not None:
+    if self._active_mtl_heads() is not None:
       proposal_targets = {'matched_gt_indices': t['matches'],
                           'positive_mask': t['positive']}
       loss_dict.update(self._mtl_heads.loss(

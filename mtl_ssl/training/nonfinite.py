@@ -75,7 +75,9 @@ class Guard:
     previous step's flag, which is ready by now."""
     outputs = dict(outputs)
     health = {key: outputs.pop(key) for key in (FLAG, GRADIENTS)}
-    previous, self._pending = self._pending, (step, outputs, health)
+    # the names of THIS step's gradients (steps of different traces update different sets)
+    names = list(self._variable_names_fn())
+    previous, self._pending = self._pending, (step, outputs, health, names)
     if previous is not None:
       self._check(*previous)
     return outputs
@@ -102,14 +104,14 @@ class Guard:
     return (f'no checkpoint was written after it and {kept}. Lower the learning rate, set or '
             'lower train_config.gradient_clipping_by_norm, or check the data (docs/reliability.md)')
 
-  def _check(self, step, outputs, health):
+  def _check(self, step, outputs, health, variable_names):
     if float(health[FLAG]) >= 1.0:
       return
     losses = {name: float(value) for name, value in outputs.items()}
     bad_terms = [f'{name}={_format_value(value)}' for name, value in sorted(losses.items())
                  if name.startswith('Loss/') and not math.isfinite(value)]
     finite = health[GRADIENTS].numpy()
-    bad_variables = [name for name, ok in zip(self._variable_names_fn(), finite) if ok < 1.0]
+    bad_variables = [name for name, ok in zip(variable_names, finite) if ok < 1.0]
     if bad_terms:
       what = 'non-finite loss: ' + ', '.join(bad_terms)
     elif bad_variables:

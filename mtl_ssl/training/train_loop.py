@@ -102,6 +102,31 @@ class _Trainer:
     self.checkpoint = tf.train.Checkpoint(step=self.optimizer.iterations, model=self.model,
                                           optimizer=self.optimizer)
     self.step_fn = training_utils.GraphFunction(self._distributed_step)
+    # model.mtl.train_every_n_steps: the steps between MTL steps run a detector-only trace
+    self.mtl_every = 1
+    if getattr(self.model, 'mtl_heads', None) is not None:
+      self.mtl_every = int(configs['model'].mtl.train_every_n_steps)
+    self.detector_step_fn = None
+    if self.mtl_every > 1:
+      self.detector_step_fn = training_utils.GraphFunction(self._distributed_step)
+      # those steps update no MTL variable (not even by weight decay)
+      heads = {v.ref() for v in self.model.mtl_heads.trainable_variables}
+      self._detector_variables = [v for v in self.variables if v.ref() not in heads]
+    self.mtl_on = True  # whether the step running (or last run) trains the MTL heads
+    self._gradient_names = {}  # mtl_on -> names of the variables that step updates
+
+  @property
+  def gradient_variable_names(self):
+    return self._gradient_names.get(self.mtl_on, [])
+
+  def run_step(self, iterator, step):
+    """One train step; `step` is the global step it completes (1-based): the MTL heads train
+    when it is a multiple of mtl.train_every_n_steps, else the detector alone."""
+    self.mtl_on = self.detector_step_fn is None or step % self.mtl_every == 0
+    if self.mtl_on:
+      return self.step_fn(iterator)
+    with self.model.without_mtl():  # traced (once) with the MTL heads left out
+      return self.detector_step_fn(iterator)
 
   def _forward(self, features, labels):
     model_io.provide_groundtruth(self.model, labels)
@@ -133,17 +158,18 @@ class _Trainer:
     batch_size = self.train_config.batch_size // replicas
     features, labels = tf.nest.map_structure(
         lambda t: tf.ensure_shape(t, [batch_size] + t.shape.as_list()[1:]), (features, labels))
+    variables = self.variables if self.mtl_on else self._detector_variables
     with tf.GradientTape() as tape:
       losses, total = self._forward(features, labels)
       scaled = total / tf.cast(replicas, total.dtype)
-    gradients = tape.gradient(scaled, self.variables)
-    pairs = [(g, v) for g, v in zip(gradients, self.variables) if g is not None]
-    if len(pairs) < len(self.variables):
+    gradients = tape.gradient(scaled, variables)
+    pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
+    if len(pairs) < len(variables):
       logging.log_first_n(logging.WARNING, '%d trainable variables get no gradient, e.g. %s', 1,
-                          len(self.variables) - len(pairs),
-                          [v.name for g, v in zip(gradients, self.variables) if g is None][:3])
+                          len(variables) - len(pairs),
+                          [v.name for g, v in zip(gradients, variables) if g is None][:3])
     gradients = [g for g, _ in pairs]
-    self.gradient_variable_names = [v.name for _, v in pairs]
+    self._gradient_names[self.mtl_on] = [v.name for _, v in pairs]
     not_finite = nonfinite.count_not_finite(total)  # summed with the gradients: one decision
     if replicas > 1:
       *gradients, not_finite = tf.distribute.get_replica_context().all_reduce(
@@ -265,7 +291,7 @@ def train_loop(pipeline_config_path, model_dir, config_override=None, train_step
   with checkpoints.GracefulStop() as stop:
     try:
       while step < train_steps:
-        outputs = trainer.step_fn(iterator)
+        outputs = trainer.run_step(iterator, step + 1)
         step += 1
         losses = guard.after_step(step, outputs)
         if step % log_every_n == 0 or step == train_steps or stop.requested:

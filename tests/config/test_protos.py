@@ -87,7 +87,8 @@ NEW_MTL = {"num_windows": 64, "window_min_size": 32, "foreground_grid_size": 64,
            "closeness_loss_sum_over_images": False, "stop_gradient_covers_foreground": True,
            # cost levers (docs/performance.md): defaults keep the paper's method
            "aux_stage_input": "roi_crops", "refine_top_k": 0, "refine_top_k_in_training": False,
-           "window_crop_size": 0, "closeness_crop_size": 0}
+           "window_crop_size": 0, "closeness_crop_size": 0,
+           "train_every_n_steps": 1}
 NEW_MTL["foreground_feature_level"] = 4  # FPN (number 40)
 
 

@@ -174,3 +174,14 @@ def _model_checkpoint(evaluation, tmp_path):
   features, labels = next(iter(evaluation.dataset))
   evaluation._eval_step(features, labels)  # pylint: disable=protected-access
   return tf.train.Checkpoint(model=evaluation.model).write(str(tmp_path / 'init' / 'ckpt-0'))
+
+
+def test_guard_names_the_variables_of_the_step_it_checks():
+  # steps of different traces update different variables (mtl.train_every_n_steps): the names
+  # are the ones current when the step ran, not when it is checked one step later
+  names = [['a:0', 'b:0']]
+  guard = nonfinite.Guard(lambda: names[0], [], lambda: None)
+  guard.after_step(2, _outputs(0.0, [1, 0], Loss__total_loss=1.0))
+  names[0] = ['detector_only:0']
+  with pytest.raises(nonfinite.NonFiniteLossError, match=r'e\.g\. b:0'):
+    guard.after_step(3, _outputs(1.0, [1], Loss__total_loss=1.0))
