@@ -71,17 +71,12 @@ VARIANTS = {
     'mtl shared lean': (_ALL_TASKS + _LEAN + _SHARED, False),
     # the window head's crops at 8 (+ the 2 x 2 pool: 4 x 4 stage inputs) instead of 14 (7 x 7)
     'mtl lean wc8': (_ALL_TASKS + _LEAN + ' window_crop_size: 8', False),
-    'mtl lean32 wc8': (_ALL_TASKS + ' num_windows: 32 refine_top_k: 32 '
-                       'refine_top_k_in_training: true window_crop_size: 8', False),
     'mtl lean wc10 cc8': (_ALL_TASKS + _LEAN + ' window_crop_size: 10 closeness_crop_size: 8',
                           False),
-    'mtl lean wc10 cc10': (_ALL_TASKS + _LEAN + ' window_crop_size: 10 closeness_crop_size: 10',
-                           False),
     # the MTL heads on every second step (the detector alone on the others): one timed
     # "step" is the mean of one MTL step and one detector-only step
     'mtl lean every2': (_ALL_TASKS + _LEAN + ' train_every_n_steps: 2', False),
-    'mtl paper wc8': (_ALL_TASKS + ' window_crop_size: 8', False),
-    'mtl paper top16 wc8': (_ALL_TASKS + ' refine_top_k: 16 window_crop_size: 8', False),
+
     'baseline bf16': ('', True),
     'mtl paper bf16': (_ALL_TASKS, True),
     'mtl fast bf16': (_ALL_TASKS + _FAST, True),
@@ -90,7 +85,6 @@ TRAIN_VARIANTS = tuple(name for name in VARIANTS if ' paper top' not in name)
 # 'mtl top16 train' and 'mtl lean' infer as 'mtl paper top16' (num_windows and the training
 # flag do not matter there)
 INFER_VARIANTS = ('baseline', 'mtl paper', 'mtl paper top32', 'mtl paper top16',
-                  'mtl paper top16 wc8',
                   'mtl shared lean', 'mtl fast', 'baseline bf16', 'mtl fast bf16')
 ODAPI_VARIANTS = {'OD API TF2': [], 'OD API TF2 + TPU flags': ['--tpu_flags']}
 
@@ -381,6 +375,19 @@ def main():
                  'infer_ms': {f'{n} x{c}': v for (n, c), v in infer.items()}}, f, indent=2)
 
 
+# the goal table's train rows: (label, variant), each over the baseline of the same run
+_TRAIN_GOAL_ROWS = (
+    ('paper (roi crops)', 'mtl paper'),
+    ('refine_top_k 16 in training too', 'mtl top16 train'),
+    ('lean (16 windows, top-16 refine)', 'mtl lean'),
+    ('lean, MTL on every second step', 'mtl lean every2'),
+    ('lean + window crops 8 (4 x 4)', 'mtl lean wc8'),
+    ('lean + window crops 10, closeness 8', 'mtl lean wc10 cc8'),
+    ('lean on the shared stage', 'mtl shared lean'),
+    ('fast (whole feature map)', 'mtl fast'),
+)
+
+
 def _ratio(table, numerator, denominator):
   if numerator in table and denominator in table:
     return f'{table[numerator] / table[denominator]:.2f}x'
@@ -402,36 +409,15 @@ def print_tables(train, label_ms, infer, load_after, rss):
                                          else '-' for c in (1, 8)) + ' |')
   rows = []
   if train:
-    rows += [
-        ('train step, all tasks + refine / baseline: paper (roi crops)',
-         _ratio(train, 'mtl paper', 'baseline'), '<= 1.35x'),
-        ('train step, all tasks + refine / baseline: refine_top_k 16 in training too',
-         _ratio(train, 'mtl top16 train', 'baseline'), '<= 1.35x'),
-        ('train step, all tasks + refine / baseline: lean (16 windows, top-16 refine)',
-         _ratio(train, 'mtl lean', 'baseline'), '<= 1.35x'),
-        ('train step, all tasks + refine / baseline: lean, MTL on every second step',
-         _ratio(train, 'mtl lean every2', 'baseline'), '<= 1.35x'),
-        ('train step, all tasks + refine / baseline: lean + window crops 8 (4 x 4)',
-         _ratio(train, 'mtl lean wc8', 'baseline'), '<= 1.35x'),
-        ('train step, all tasks + refine / baseline: lean + window crops 10, closeness 8',
-         _ratio(train, 'mtl lean wc10 cc8', 'baseline'), '<= 1.35x'),
-        ('train step, all tasks + refine / baseline: lean + window and closeness crops 10',
-         _ratio(train, 'mtl lean wc10 cc10', 'baseline'), '<= 1.35x'),
-        ('train step, all tasks + refine / baseline: lean32 + window crops 8 (4 x 4)',
-         _ratio(train, 'mtl lean32 wc8', 'baseline'), '<= 1.35x'),
-        ('train step, all tasks + refine / baseline: lean on the shared stage',
-         _ratio(train, 'mtl shared lean', 'baseline'), '<= 1.35x'),
-        ('train step, all tasks + refine / baseline: fast (whole feature map)',
-         _ratio(train, 'mtl fast', 'baseline'), '<= 1.35x'),
-        ('train step, fast / baseline, both bf16', _ratio(train, 'mtl fast bf16',
-                                                          'baseline bf16'), '<= 1.35x')]
+    rows += [(f'train step, all tasks + refine / baseline: {label}',
+              _ratio(train, name, 'baseline'), '<= 1.35x') for label, name in _TRAIN_GOAL_ROWS]
+    rows.append(('train step, fast / baseline, both bf16',
+                 _ratio(train, 'mtl fast bf16', 'baseline bf16'), '<= 1.35x'))
   if infer:
     for count in (1, 8):
       for label, name, base in (('paper', 'mtl paper', 'baseline'),
                                 ('paper, refine_top_k 32', 'mtl paper top32', 'baseline'),
                                 ('paper, refine_top_k 16', 'mtl paper top16', 'baseline'),
-                                ('refine_top_k 16 + window crops 8 (lean wc8)',
-                                 'mtl paper top16 wc8', 'baseline'),
                                 ('lean on the shared stage', 'mtl shared lean', 'baseline'),
                                 ('fast', 'mtl fast', 'baseline'),
                                 ('fast, both bf16', 'mtl fast bf16', 'baseline bf16')):

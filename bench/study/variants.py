@@ -11,6 +11,8 @@ import dataclasses
 MTL_FLAGS = ('window', 'closeness', 'edgemask', 'refine')
 ALL_TASKS = ('window', 'closeness', 'edgemask')
 FPN_SCENES_CONFIG = 'pipeline_configs/scenes/faster_rcnn_mobilenet_v1_fpn_scenes_mtl.config'
+# the lean cost preset (docs/performance.md)
+LEAN = 'num_windows: 16 refine_top_k: 16 refine_top_k_in_training: true'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,9 +41,7 @@ VARIANTS = (
             label='MTL-SSL, shared_feature classifier_feature_maps'),
     # cost presets (docs/performance.md): 16 windows, refiner and closeness head on the top-16
     # RoIs in training and inference; with own stage copies (the paper's) or the shared stage
-    Variant('all_refine_lean', ALL_TASKS + ('refine',),
-            override="model { mtl { num_windows: 16 refine_top_k: 16 "
-                     "refine_top_k_in_training: true } }",
+    Variant('all_refine_lean', ALL_TASKS + ('refine',), override=f'model {{ mtl {{ {LEAN} }} }}',
             label='MTL-SSL, lean (16 windows, top-16 refine + closeness)'),
     # the lean preset's two parts alone (which one costs the accuracy)
     Variant('all_refine_topk_train', ALL_TASKS + ('refine',),
@@ -51,29 +51,18 @@ VARIANTS = (
             override='model { mtl { num_windows: 16 } }', label='MTL-SSL, 16 windows'),
     # the window head's crops (windows, context boxes) at 4 x 4 instead of the config's 7 x 7
     Variant('all_refine_lean_wc4', ALL_TASKS + ('refine',),
-            override="model { mtl { num_windows: 16 refine_top_k: 16 "
-                     "refine_top_k_in_training: true window_crop_size: 4 } }",
+            override=f'model {{ mtl {{ {LEAN} window_crop_size: 4 }} }}',
             label='MTL-SSL, lean + window crops 4 x 4'),
     # ... and the closeness head's crops too (R50 C4 equivalents in bench_cost: 'mtl lean wc10 cc8')
     Variant('all_refine_lean_wc5_cc4', ALL_TASKS + ('refine',),
-            override="model { mtl { num_windows: 16 refine_top_k: 16 refine_top_k_in_training: "
-                     "true window_crop_size: 5 closeness_crop_size: 4 } }",
+            override=f'model {{ mtl {{ {LEAN} window_crop_size: 5 closeness_crop_size: 4 }} }}',
             label='MTL-SSL, lean + window crops 5 x 5, closeness crops 4 x 4'),
-    Variant('all_refine_lean_wc5_cc5', ALL_TASKS + ('refine',),
-            override="model { mtl { num_windows: 16 refine_top_k: 16 refine_top_k_in_training: "
-                     "true window_crop_size: 5 closeness_crop_size: 5 } }",
-            label='MTL-SSL, lean + window and closeness crops 5 x 5'),
     # the MTL heads train on every second step only (the detector alone on the others)
     Variant('all_refine_lean_every2', ALL_TASKS + ('refine',),
-            override="model { mtl { num_windows: 16 refine_top_k: 16 refine_top_k_in_training: "
-                     "true train_every_n_steps: 2 } }",
+            override=f'model {{ mtl {{ {LEAN} train_every_n_steps: 2 }} }}',
             label='MTL-SSL, lean, MTL on every second step'),
-    Variant('all_refine_wc4', ALL_TASKS + ('refine',),
-            override='model { mtl { window_crop_size: 4 } }',
-            label='MTL-SSL, window crops 4 x 4'),
     Variant('all_refine_shared_lean', ALL_TASKS + ('refine',),
-            override="model { mtl { shared_feature: 'classifier_feature_maps' num_windows: 16 "
-                     "refine_top_k: 16 refine_top_k_in_training: true } }",
+            override=f"model {{ mtl {{ shared_feature: 'classifier_feature_maps' {LEAN} }} }}",
             label='MTL-SSL, lean on the shared stage'),
     Variant('all_refine_bf16', ALL_TASKS + ('refine',),
             override='train_config { use_bfloat16: true }', label='MTL-SSL, bfloat16'),

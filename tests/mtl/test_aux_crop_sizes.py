@@ -113,21 +113,8 @@ def test_real_detector_trains_with_small_aux_crops():
     variable."""
     import test_mtl_integration as ti
     tasks = ti.ALL_TASKS + ' window_crop_size: 4 closeness_crop_size: 4'
-    model = ti.build(tasks)
-    images, boxes, classes = ti.synthetic_images(2)
-    ti.provide(model, boxes, classes, ti.model_config(tasks).mtl)
-
-    @tf.function
-    def step(images):
-        with tf.GradientTape() as tape:
-            preprocessed, shapes = model.preprocess(images)
-            predictions = model.predict(preprocessed, shapes, training=True)
-            losses = model.loss(predictions, shapes)
-            total = tf.add_n(list(losses.values()))
-        variables = model.mtl_heads.trainable_variables
-        return predictions, losses, variables, tape.gradient(total, variables)
-
-    predictions, losses, variables, gradients = step(tf.constant(images))
+    model, predictions, losses, variables, gradients, (_, boxes, classes) = (
+        ti.traced_train_step(tasks))
     assert all(np.isfinite(value.numpy()) for value in losses.values())
     missing = [v.name for v, g in zip(variables, gradients)
                if g is None or not np.any(g.numpy())]

@@ -101,6 +101,28 @@ def provide(model, boxes, classes, tasks_config, seed=0):
                               [tf.one_hot(c - 1, NUM_CLASSES) for c in classes], **kwargs)
 
 
+def traced_train_step(tasks):
+    """One traced train step of the detector built with `tasks` on 2 synthetic images.
+    Returns (model, predictions, losses, MTL variables, their gradients, (images, boxes,
+    classes)); the MTL labels are provided as the input pipeline makes them (image i, seed i)."""
+    model = build(tasks)
+    images, boxes, classes = synthetic_images(2)
+    provide(model, boxes, classes, model_config(tasks).mtl)
+
+    @tf.function
+    def step(images):
+        with tf.GradientTape() as tape:
+            preprocessed, shapes = model.preprocess(images)
+            predictions = model.predict(preprocessed, shapes, training=True)
+            losses = model.loss(predictions, shapes)
+            total = tf.add_n(list(losses.values()))
+        variables = model.mtl_heads.trainable_variables
+        return predictions, losses, variables, tape.gradient(total, variables)
+
+    predictions, losses, variables, gradients = step(tf.constant(images))
+    return model, predictions, losses, variables, gradients, (images, boxes, classes)
+
+
 def predict_and_loss(model, images, boxes, classes, tasks_config):
     provide(model, boxes, classes, tasks_config)
     preprocessed, shapes = model.preprocess(tf.constant(images))

@@ -281,22 +281,8 @@ def test_real_detector_trains_with_top_k_in_training():
     """A traced train step of the C4 detector (batch 2): K refined rows per image, finite
     losses, and every MTL variable (closeness and window stage copies, refiner) gets a gradient."""
     import test_mtl_integration as ti
-    tasks = ti.ALL_TASKS + ' refine_top_k: 3 refine_top_k_in_training: true'
-    model = ti.build(tasks)
-    images, boxes, classes = ti.synthetic_images(2)
-    ti.provide(model, boxes, classes, ti.model_config(tasks).mtl)
-
-    @tf.function
-    def step(images):
-        with tf.GradientTape() as tape:
-            preprocessed, shapes = model.preprocess(images)
-            predictions = model.predict(preprocessed, shapes, training=True)
-            losses = model.loss(predictions, shapes)
-            total = tf.add_n(list(losses.values()))
-        variables = model.mtl_heads.trainable_variables
-        return predictions, losses, variables, tape.gradient(total, variables)
-
-    predictions, losses, variables, gradients = step(tf.constant(images))
+    _, predictions, losses, variables, gradients, _ = ti.traced_train_step(
+        ti.ALL_TASKS + ' refine_top_k: 3 refine_top_k_in_training: true')
     rows = predictions['mtl_refined_rows'].numpy()
     np.testing.assert_array_equal(rows.sum(1), [3, 3])
     assert all(np.isfinite(value.numpy()) for value in losses.values())
