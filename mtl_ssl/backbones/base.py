@@ -47,14 +47,13 @@ class FrozenBatchNormalization(tf_keras.layers.BatchNormalization):
     del value  # always frozen
 
   def call(self, inputs, training=None):
-    del training
     last_axis = inputs.shape.rank is not None and self.axis == [inputs.shape.rank - 1]
-    if inputs.dtype != tf.float32 or not last_axis:
+    if not training or inputs.dtype != tf.float32 or not last_axis:
+      # inference: the fused kernel, which graph optimizers fold into the convolution
       return super().call(inputs, training=False)
-    # y = x * a + b with a, b from the fixed statistics: the same values as the fused inference
-    # kernel, but its gradient is one multiply, where the fused kernel's gradient also reduces
-    # over x and dy for gamma / beta (frozen here): ~4% of a ResNet-50 C4 train step
-    # (docs/performance.md).
+    # training calls: y = x * a + b with a, b from the fixed statistics, the same values, but
+    # its gradient is one multiply, where the fused kernel's gradient also reduces over x and
+    # dy for gamma / beta (frozen here) (bench/bench_frozen_bn.py, docs/performance.md).
     scale = tf.math.rsqrt(self.moving_variance + self.epsilon)
     if self.gamma is not None:
       scale = scale * self.gamma

@@ -1,5 +1,5 @@
-"""FrozenBatchNormalization: inference-mode batch norm whatever `training` says, computed as
-x * a + b (float32, channels last) with the values of the fused kernel."""
+"""FrozenBatchNormalization: inference-mode batch norm whatever `training` says; training calls
+(float32, channels last) compute it as x * a + b, with the values of the fused kernel."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -61,3 +61,12 @@ def test_bfloat16_layers_use_the_fused_kernel_with_the_same_values():
     y16 = mixed(tf.cast(x, tf.bfloat16))
     assert y16.dtype == tf.bfloat16
     np.testing.assert_allclose(tf.cast(y16, tf.float32).numpy(), y32, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize('training, fused', [(True, False), (False, True), (None, True)])
+def test_training_calls_avoid_the_fused_kernel_and_inference_keeps_it(training, fused):
+    layer, _ = _layer()
+    graph = tf.function(lambda x: layer(x, training=training)).get_concrete_function(
+        tf.TensorSpec((2, 3, 4, 5), tf.float32)).graph
+    ops = {op.type for op in graph.get_operations()}
+    assert any(op.startswith('FusedBatchNorm') for op in ops) == fused, ops
