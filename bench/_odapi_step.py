@@ -7,12 +7,10 @@ input pipeline does).
 import time
 
 
-def timed_train_steps(model, optimizer, batches):
-  """Traces and warms up the step (2 steps); returns run_steps(count) -> ms of each step."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+def _train_step_fn(model, optimizer):
+  """The OD API's train step for tf.function: returns the total loss."""
   from object_detection import model_lib_v2  # pylint: disable=g-import-not-at-top
 
-  @tf.function
   def train_step(features, labels):
     losses = model_lib_v2.eager_train_step(
         model, features, labels, unpad_groundtruth_tensors=True, optimizer=optimizer,
@@ -21,6 +19,13 @@ def timed_train_steps(model, optimizer, batches):
     # the OD API 2.8 returns the losses dict (older versions the total)
     return losses['Loss/total_loss'] if isinstance(losses, dict) else losses
 
+  return train_step
+
+
+def timed_train_steps(model, optimizer, batches):
+  """Traces and warms up the step (2 steps); returns run_steps(count) -> ms of each step."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  train_step = tf.function(_train_step_fn(model, optimizer))
   counter = [0]
 
   def run_steps(count):
@@ -35,3 +40,12 @@ def timed_train_steps(model, optimizer, batches):
 
   run_steps(2)  # trace + warm-up
   return run_steps
+
+
+def step_gflop(model, optimizer, batches):
+  """GFLOP of the OD API's traced train step (bench/_flops.py's count; traced, not run)."""
+  import _flops  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  concrete = tf.function(_train_step_fn(model, optimizer)).get_concrete_function(*batches[0])
+  total, _ = _flops.graph_flops(concrete.graph)
+  return total / 1e9

@@ -40,6 +40,8 @@ def main():
   parser.add_argument('--tpu_flags', action='store_true',
                       help='set the TPU-oriented flags of the OD API sample configs')
   parser.add_argument('--batches', type=int, default=4)
+  parser.add_argument('--count_flops', action='store_true',
+                      help="also report the traced step's GFLOP (bench/_flops.py)")
   args = parser.parse_args()
 
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -59,8 +61,10 @@ def main():
 
   run_steps = _odapi_step.timed_train_steps(model, optimizer, batches)
   rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-  _synthetic.step_protocol(run_steps, {'ready': True, 'rss_mb': rss_mb,
-                                       'tf': tf.__version__})
+  info = {'ready': True, 'rss_mb': rss_mb, 'tf': tf.__version__}
+  if args.count_flops:
+    info['gflop'] = _odapi_step.step_gflop(model, optimizer, batches)
+  _synthetic.step_protocol(run_steps, info)
 
 
 if __name__ == '__main__':
