@@ -199,6 +199,10 @@ def print_tables(peaks, parts, gflop, ms):
       rate = gflop[_OURS] / target_ms * 1e3
       print(f'| 0.8x {name} (goal) | {gflop[_OURS]:.1f} | {target_ms:.0f} | {rate:.0f} | '
             f'{100 * rate / peak:.0f}% |')
+  for name in ms:
+    if name != _OURS and abs(gflop[name] / gflop[_OURS] - 1) > 0.01:
+      print(f'WARNING: {name} computes {gflop[name]:.1f} GFLOP, ours {gflop[_OURS]:.1f}: '
+            'not the same work, so the time ratio is not a like-for-like comparison')
 
 
 def print_kernels(kernels, rewrites, peak):
