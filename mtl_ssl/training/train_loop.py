@@ -63,6 +63,27 @@ def clip_gradients(gradients, train_config):
   return tf.clip_by_global_norm(gradients, clip)[0]
 
 
+def random_frozen_backbone_warning(model_config, train_config):
+  """A warning when a run starts its backbone from random weights with batch norm frozen.
+
+  Frozen batch norm normalizes with fixed statistics (mean 0, variance 1 before any
+  checkpoint), so nothing rescales the random convolutions: measured at initialization, a
+  random MobileNet v1's features were ~1e-14 (no gradient reaches its kernels), ResNet-50's
+  stayed O(1-10) through its shortcuts. None when a checkpoint is given or BN trains.
+  """
+  if train_config.fine_tune_checkpoint:
+    return None
+  extractor = model_config.faster_rcnn.feature_extractor
+  if extractor.batch_norm_trainable:
+    return None
+  return (f'training {extractor.type or "the backbone"} from random weights with frozen batch '
+          'norm (model.faster_rcnn.feature_extractor.batch_norm_trainable: false, no '
+          'train_config.fine_tune_checkpoint): its activations are not rescaled and may vanish '
+          '(a random MobileNet\'s features are ~1e-14, so its kernels get no gradient). Start '
+          'from classification weights (fine_tune_checkpoint), or train batch norm '
+          '(batch_norm_trainable: true, as the scenes configs do).')
+
+
 def _format_eta(seconds):
   return str(datetime.timedelta(seconds=int(round(seconds))))
 
@@ -196,6 +217,10 @@ class _Trainer:
       logging.info('Resuming from %s (step %d)', latest, self.optimizer.iterations.numpy())
     elif self.train_config.fine_tune_checkpoint:
       checkpoints.restore_fine_tune_checkpoint(self.model, self.train_config)
+    else:
+      warning = random_frozen_backbone_warning(self.configs['model'], self.train_config)
+      if warning:
+        logging.warning(warning)
 
 
 def _input_pictures(configs, model, category_index, seed):

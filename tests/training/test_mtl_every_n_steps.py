@@ -42,8 +42,9 @@ def test_mtl_variables_change_on_the_mtl_steps_only(run):
     model_dir, _ = run
     names = [name for name, _ in tf.train.list_variables(os.path.join(model_dir, 'ckpt-1'))
              if name.endswith('.ATTRIBUTES/VARIABLE_VALUE') and 'optimizer' not in name]
-    # (the box-classifier stages of this 64 px model, main and copies alike, do not move in
-    # its first steps, with or without the option; the heads' FC / conv / refiner layers do)
+    # (the box-classifier stages of this tiny model, main and copies alike, do not move: a
+    # random MobileNet with frozen batch norm has ~0 features, so its kernels get ~0 gradient
+    # (test_random_frozen_backbone.py); the heads' FC / conv / refiner layers do move)
     mtl = [n for n in names if '_mtl_heads' in n and ('kernel' in n or 'bias' in n)
            and '/stage/' not in n]
     detector = [n for n in names if '_box_predictor' in n and 'kernel' in n]
