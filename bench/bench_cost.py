@@ -249,19 +249,24 @@ def bench_train(rounds, odapi_python, names=TRAIN_VARIANTS):
       children.append(OdapiChild(name, odapi_python, extra))
       print(f'  started {name} (ready, peak RSS {children[-1].info["rss_mb"]:.0f} MB)',
             flush=True)
-  everything = variants + children
+  return round_robin(variants + children, rounds), label_ms
+
+
+def round_robin(steps, rounds):
+  """Runs one step of each (variants, OD API children) per round, 2 warm-up rounds + rounds
+  timed; closes the children; returns {name: median ms}."""
   try:
     for round_index in range(rounds + 2):
-      for variant in everything:
-        variant.run(record=round_index >= 2)
+      for step in steps:
+        step.run(record=round_index >= 2)
       if round_index >= 2:
         print(f'  round {round_index - 1}/{rounds}: ' + ', '.join(
-            f'{v.name} {v.times[-1]:.0f}' for v in everything), flush=True)
+            f'{s.name} {s.times[-1]:.0f}' for s in steps), flush=True)
   finally:
-    for child in children:
-      child.close()
-  result = {v.name: _median(v.times) for v in everything}
-  return result, label_ms
+    for step in steps:
+      if isinstance(step, OdapiChild):
+        step.close()
+  return {s.name: _median(s.times) for s in steps}
 
 
 def label_cost(labels, repeats=5):

@@ -158,17 +158,7 @@ def main():
   steps = [baseline] + (odapi_children(args.odapi_python) if args.odapi_python else [])
   for child in steps[1:]:
     gflop[child.name] = child.info['gflop']
-  try:
-    for round_index in range(args.rounds + 2):
-      for step in steps:
-        step.run(record=round_index >= 2)
-      if round_index >= 2:
-        print(f'  round {round_index - 1}/{args.rounds}: ' + ', '.join(
-            f'{s.name} {s.times[-1]:.0f}' for s in steps), flush=True)
-  finally:
-    for child in steps[1:]:
-      child.close()
-  ms = {s.name: bench_cost._median(s.times) for s in steps}  # pylint: disable=protected-access
+  ms = bench_cost.round_robin(steps, args.rounds)
   print_tables(peaks, parts, gflop, ms)
   print_kernels(kernels, rewrites, max(peaks.values()))
   print(f'load average after: {" ".join(f"{x:.2f}" for x in os.getloadavg())}; peak RSS '
