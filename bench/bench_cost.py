@@ -94,7 +94,7 @@ TRAIN_VARIANTS = tuple(name for name in VARIANTS if ' paper top' not in name)
 INFER_VARIANTS = ('baseline', 'mtl paper', 'mtl paper top32', 'mtl paper top16',
                   'mtl shared lean', 'mtl fast', 'baseline bf16', 'mtl fast bf16')
 ODAPI_VARIANTS = {'OD API TF2': [], 'OD API TF2 + TPU flags': ['--tpu_flags']}
-ALL_LAYERS_TRAINED = ('baseline all layers', 'baseline bf16 all layers')
+ALL_LAYERS = ' all layers'  # variants named so build with num_frozen_blocks 0
 
 
 def pipeline_text(name):
@@ -121,7 +121,7 @@ class TrainVariant:
     from mtl_ssl.training import model_io  # pylint: disable=g-import-not-at-top
     pipeline = config_util.parse_pipeline_text(pipeline_text(name))
     self.name = name
-    overrides = {'num_frozen_blocks': 0} if name in ALL_LAYERS_TRAINED else {}
+    overrides = {'num_frozen_blocks': 0} if name.endswith(ALL_LAYERS) else {}
     self.model = model_builder.build(pipeline.model, is_training=True,
                                      max_num_groundtruth_boxes=_synthetic.MAX_BOXES,
                                      use_bfloat16=pipeline.train_config.use_bfloat16,
