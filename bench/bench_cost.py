@@ -75,6 +75,8 @@ VARIANTS = {
     'mtl lean wc8': (_ALL_TASKS + _LEAN + ' window_crop_size: 8', False),
     'mtl lean wc10 cc8': (_ALL_TASKS + _LEAN + ' window_crop_size: 10 closeness_crop_size: 8',
                           False),
+    'mtl lean wc8 cc8': (_ALL_TASKS + _LEAN + ' window_crop_size: 8 closeness_crop_size: 8',
+                         False),
     # the MTL heads on every second step (the detector alone on the others): one timed
     # "step" is the mean of one MTL step and one detector-only step
     'mtl lean every2': (_ALL_TASKS + _LEAN + ' train_every_n_steps: 2', False),
@@ -397,6 +399,7 @@ _TRAIN_GOAL_ROWS = (
     ('lean, MTL on every second step', 'mtl lean every2'),
     ('lean + window crops 8 (4 x 4)', 'mtl lean wc8'),
     ('lean + window crops 10, closeness 8', 'mtl lean wc10 cc8'),
+    ('lean + window and closeness crops 8', 'mtl lean wc8 cc8'),
     ('lean on the shared stage', 'mtl shared lean'),
     ('fast (whole feature map)', 'mtl fast'),
 )

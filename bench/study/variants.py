@@ -57,6 +57,10 @@ VARIANTS = (
     Variant('all_refine_lean_wc5_cc4', ALL_TASKS + ('refine',),
             override=f'model {{ mtl {{ {LEAN} window_crop_size: 5 closeness_crop_size: 4 }} }}',
             label='MTL-SSL, lean + window crops 5 x 5, closeness crops 4 x 4'),
+    # both at 4 x 4 (bench_cost: 'mtl lean wc8 cc8')
+    Variant('all_refine_lean_wc4_cc4', ALL_TASKS + ('refine',),
+            override=f'model {{ mtl {{ {LEAN} window_crop_size: 4 closeness_crop_size: 4 }} }}',
+            label='MTL-SSL, lean + window and closeness crops 4 x 4'),
     # the MTL heads train on every second step only (the detector alone on the others)
     Variant('all_refine_lean_every2', ALL_TASKS + ('refine',),
             override=f'model {{ mtl {{ {LEAN} train_every_n_steps: 2 }} }}',
