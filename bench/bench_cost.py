@@ -92,9 +92,10 @@ VARIANTS = {
 }
 TRAIN_VARIANTS = tuple(name for name in VARIANTS if ' paper top' not in name)
 # 'mtl top16 train' and 'mtl lean' infer as 'mtl paper top16' (num_windows and the training
-# flag do not matter there)
+# flag do not matter there); 'mtl lean wc8 cc8' infers as that with its smaller crops
 INFER_VARIANTS = ('baseline', 'mtl paper', 'mtl paper top32', 'mtl paper top16',
-                  'mtl shared lean', 'mtl fast', 'baseline bf16', 'mtl fast bf16')
+                  'mtl lean wc8 cc8', 'mtl shared lean', 'mtl fast', 'baseline bf16',
+                  'mtl fast bf16')
 ODAPI_VARIANTS = {'OD API TF2': [], 'OD API TF2 + TPU flags': ['--tpu_flags']}
 ALL_LAYERS = ' all layers'  # variants named so build with num_frozen_blocks 0
 
@@ -435,6 +436,8 @@ def print_tables(train, label_ms, infer, load_after, rss):
       for label, name, base in (('paper', 'mtl paper', 'baseline'),
                                 ('paper, refine_top_k 32', 'mtl paper top32', 'baseline'),
                                 ('paper, refine_top_k 16', 'mtl paper top16', 'baseline'),
+                                ('lean + window and closeness crops 8', 'mtl lean wc8 cc8',
+                                 'baseline'),
                                 ('lean on the shared stage', 'mtl shared lean', 'baseline'),
                                 ('fast', 'mtl fast', 'baseline'),
                                 ('fast, both bf16', 'mtl fast bf16', 'baseline bf16')):
