@@ -422,7 +422,7 @@ def print_tables(train, label_ms, infer, load_after, rss):
           f'| {label_ms:.0f} |')
   if infer:
     print('\n| SavedModel inference (median ms) | 1 image | 8 images |\n|---|---|---|')
-    for name in INFER_VARIANTS:
+    for name in (n for n in INFER_VARIANTS if any((n, c) in infer for c in (1, 8))):
       print(f'| {name} | ' + ' | '.join(f'{infer[(name, c)]:.0f}' if (name, c) in infer
                                          else '-' for c in (1, 8)) + ' |')
   rows = []
