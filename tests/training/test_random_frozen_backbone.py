@@ -6,6 +6,7 @@ import tensorflow as tf
 import tiny_pipeline
 from mtl_ssl.builders import model_builder
 from mtl_ssl.config import config_util
+from mtl_ssl.training import checkpoints
 from mtl_ssl.training import train_loop
 
 
@@ -32,8 +33,11 @@ def test_no_warning_when_batch_norm_trains_or_weights_are_loaded(override):
   assert train_loop.random_frozen_backbone_warning(*_configs(override)) is None
 
 
-def _feature_scale(model_config):
+def _feature_scale(model_config, train_config=None):
   model = model_builder.build(model_config, is_training=True)
+  if train_config is not None:
+    model(tf.zeros([1, 64, 64, 3]), training=False)  # builds the variables to restore into
+    checkpoints.restore_fine_tune_checkpoint(model, train_config)
   images = np.random.RandomState(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
   model.provide_groundtruth(  # training-mode predict needs it (targets, MTL labels)
       groundtruth_boxes_list=[tf.constant([[0.1, 0.1, 0.6, 0.5], [0.4, 0.5, 0.9, 0.95]])] * 2,
@@ -51,3 +55,13 @@ def test_the_warning_describes_what_happens():
       'model { faster_rcnn { feature_extractor { batch_norm_trainable: true } } }')[0])
   assert frozen < 1e-6
   assert trained > 1e-1
+
+
+def test_the_tiny_pipelines_calibrated_backbone_is_live(tmp_path):
+  """The training tests' pipeline fine-tunes from a random MobileNet whose frozen batch norm
+  holds the scenes images' statistics (tiny_pipeline.write_backbone_weights): features at unit
+  scale, so those tests train a backbone that takes part."""
+  config = tiny_pipeline.write_pipeline(tmp_path, str(tmp_path / 'no_data'))
+  pipeline = config_util.get_configs_from_pipeline_file(config)
+  assert pipeline['train_config'].fine_tune_checkpoint.endswith(tiny_pipeline.BACKBONE_WEIGHTS)
+  assert _feature_scale(pipeline['model'], pipeline['train_config']) > 1e-1

@@ -5,6 +5,12 @@ R-CNN (depth multiplier 0.25) with all MTL tasks and refinement. Every sampler k
 candidates (minibatch >= anchors, second_stage_batch_size == max proposals, balance fractions
 1.0) and there is no dropout, so a step does not depend on random sampling: one device and
 several replicas compute the same update.
+
+The backbone starts from `backbone.h5` in the data directory (write_scenes), a random MobileNet
+whose frozen batch-norm statistics are those of the training images: with Keras' initial
+statistics (mean 0, variance 1) a random MobileNet's features fade to ~1e-13 by its stride-16
+layer (test_random_frozen_backbone.py), every backbone gradient is then ~0 and the tests that
+compare or resume weights would not see the backbone at all.
 """
 import os
 
@@ -102,22 +108,67 @@ FC_HYPERPARAMS = """fc_hyperparams {
         }"""
 
 
+BACKBONE_WEIGHTS = 'backbone.h5'
+
+
+def _scenes_config(num_train=8, num_test=4):
+  return generator.SceneConfig(height=64, width=64, num_train_images=num_train,
+                               num_test_images=num_test, min_objects=2, max_objects=3,
+                               min_object_size=16, max_object_size=40, objects='subset')
+
+
 def write_scenes(directory, num_train=8, num_test=4):
-  """Scenes TFRecords + label map in directory; returns the directory."""
-  config = generator.SceneConfig(height=64, width=64, num_train_images=num_train,
-                                 num_test_images=num_test, min_objects=2, max_objects=3,
-                                 min_object_size=16, max_object_size=40, objects='subset')
+  """Scenes TFRecords + label map + backbone.h5 in directory; returns the directory."""
+  config = _scenes_config(num_train, num_test)
   generator.write_dataset(config, str(directory))
+  write_backbone_weights(os.path.join(str(directory), BACKBONE_WEIGHTS), config)
   return str(directory)
 
 
-def write_pipeline(directory, data_dir, batch_size=2, num_steps=3, name='pipeline.config'):
-  """Writes the tiny pipeline.config; returns its path."""
+def write_backbone_weights(path, scenes_config=None):
+  """Saves the pipeline's MobileNet (alpha 0.25, random weights, seed 0) with the batch-norm
+  statistics of the scenes' training images, as Keras .h5 classification weights."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tf_keras  # pylint: disable=import-outside-toplevel
+  config = scenes_config or _scenes_config()
+  scenes = generator.SceneGenerator(config)
+  images = [scenes.make_scene('train', i).image for i in range(config.num_train_images)]
+  tf_keras.utils.set_random_seed(0)
+  application = tf_keras.applications.MobileNet(weights=None, include_top=False, alpha=0.25,
+                                                input_shape=(None, None, 3))
+  for layer in application.layers:
+    if isinstance(layer, tf_keras.layers.BatchNormalization):
+      layer.momentum = 0.0  # the moving statistics become this batch's
+  batch = np.stack(images).astype(np.float32) / 127.5 - 1.0  # MobileNet's 'tf' preprocessing
+  application(tf.constant(batch), training=True)
+  application.save_weights(path)
+  return path
+
+
+def write_pipeline(directory, data_dir, batch_size=2, num_steps=3, name='pipeline.config',
+                   live_backbone=True):
+  """Writes the tiny pipeline.config, fine-tuning from data_dir's backbone.h5 (written to
+  directory when data_dir has none; live_backbone=False: from random weights, the backbone
+  ~dead); returns its path."""
   os.makedirs(directory, exist_ok=True)
   path = os.path.join(str(directory), name)
+  text = PIPELINE % {'data': data_dir, 'batch_size': batch_size, 'num_steps': num_steps,
+                     'fc': FC_HYPERPARAMS}
+  weights = os.path.join(str(data_dir), BACKBONE_WEIGHTS)
+  if not live_backbone:
+    weights = None
+  elif not os.path.isfile(weights):
+    weights = os.path.join(str(directory), BACKBONE_WEIGHTS)
+    if not os.path.isfile(weights):
+      write_backbone_weights(weights)
+  if weights:
+    text = text.replace('train_config {\n', 'train_config {\n'
+                        f'  fine_tune_checkpoint: "{weights}"\n'
+                        '  fine_tune_checkpoint_type: "classification"\n'
+                        '  fine_tune_checkpoint_version: V2\n', 1)
   with open(path, 'w', encoding='utf-8') as f:
-    f.write(PIPELINE % {'data': data_dir, 'batch_size': batch_size, 'num_steps': num_steps,
-                        'fc': FC_HYPERPARAMS})
+    f.write(text)
   return path
 
 
