@@ -58,6 +58,11 @@ def build_parser():
                       help='with --train_and_eval: evaluate every n-th checkpoint')
   parser.add_argument('--seed', type=int, default=None,
                       help='seed for weights initialization and data order')
+  cli.add_bool_flag(parser, 'deterministic', False,
+                    'bit-reproducible training (tf.config.experimental.enable_op_determinism; '
+                    'seed 0 unless --seed). On CPUs it also corrects crop_and_resize\'s '
+                    'racy multi-threaded gradient; on GPUs crop_and_resize\'s gradient has '
+                    'no deterministic kernel and raises (docs/reliability.md)')
   return parser
 
 
@@ -127,7 +132,8 @@ def _run(args):
       checkpoint_every_n=args.checkpoint_every_n,
       checkpoint_max_to_keep=args.checkpoint_max_to_keep,
       record_summaries=args.record_summaries, log_every_n=args.log_every_n, seed=args.seed,
-      on_checkpoint=on_checkpoint, scale_lr_schedule=args.scale_lr_schedule)
+      on_checkpoint=on_checkpoint, scale_lr_schedule=args.scale_lr_schedule,
+      deterministic=args.deterministic)
   return 0
 
 

@@ -84,6 +84,18 @@ def random_frozen_backbone_warning(model_config, train_config):
           '(batch_norm_trainable: true, as the scenes configs do).')
 
 
+def enable_deterministic_ops(seed=None):
+  """Bit-reproducible training: tf.config.experimental.enable_op_determinism() for the whole
+  process; returns the seed to use (0 when None: random ops then need one). On CPUs this also
+  makes tf.image.crop_and_resize's gradient to the feature map correct: its multi-threaded
+  kernel races and lost part of that gradient in about 1 call in 170 (up to 23% of its norm;
+  docs/reliability.md). On GPUs ops without a deterministic kernel raise, crop_and_resize's
+  gradient among them."""
+  tf.config.experimental.enable_op_determinism()
+  logging.info('Deterministic ops on (tf.config.experimental.enable_op_determinism)')
+  return 0 if seed is None else seed
+
+
 def _format_eta(seconds):
   return str(datetime.timedelta(seconds=int(round(seconds))))
 
@@ -240,14 +252,15 @@ def _input_pictures(configs, model, category_index, seed):
 def train_loop(pipeline_config_path, model_dir, config_override=None, train_steps=None,
                strategy=None, checkpoint_every_n=1000, checkpoint_max_to_keep=7,
                record_summaries=True, log_every_n=100, seed=None, on_checkpoint=None,
-               scale_lr_schedule=True):
+               scale_lr_schedule=True, deterministic=False):
   """Trains to `train_steps` (default train_config.num_steps) global steps.
 
   A train_steps other than num_steps replaces it, and stretches the learning-rate schedule with
   it unless scale_lr_schedule=False (mtl_ssl.config.num_steps); <model_dir>/pipeline.config
   records the values used. Nothing is written to model_dir before the model and data are built.
   on_checkpoint(path, step): called on the chief after each checkpoint is written (used by the
-  train-and-evaluate mode). Returns the list of logged {'step', losses..., 'learning_rate'}.
+  train-and-evaluate mode). deterministic: enable_deterministic_ops() first (for the whole
+  process). Returns the list of logged {'step', losses..., 'learning_rate'}.
   """
   configs = validation.load_and_validate(pipeline_config_path, config_override, mode='train')
   input_files.check(configs, ('train',))
@@ -271,6 +284,8 @@ def train_loop(pipeline_config_path, model_dir, config_override=None, train_step
     logging.info('%s is at step %d >= %d training steps: nothing to do.', latest,
                  checkpoints.checkpoint_step(latest), train_steps)
     return []
+  if deterministic:
+    seed = enable_deterministic_ops(seed)
   if seed is not None:
     tf.random.set_seed(seed)
 
