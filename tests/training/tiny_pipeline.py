@@ -13,6 +13,7 @@ layer (test_random_frozen_backbone.py), every backbone gradient is then ~0 and t
 compare or resume weights would not see the backbone at all.
 """
 import os
+import random
 
 from mtl_ssl.data.scenes import generator
 
@@ -134,14 +135,23 @@ def write_backbone_weights(path, scenes_config=None):
   config = scenes_config or _scenes_config()
   scenes = generator.SceneGenerator(config)
   images = [scenes.make_scene('train', i).image for i in range(config.num_train_images)]
-  tf_keras.utils.set_random_seed(0)
-  application = tf_keras.applications.MobileNet(weights=None, include_top=False, alpha=0.25,
-                                                input_shape=(None, None, 3))
-  for layer in application.layers:
-    if isinstance(layer, tf_keras.layers.BatchNormalization):
-      layer.momentum = 0.0  # the moving statistics become this batch's
-  batch = np.stack(images).astype(np.float32) / 127.5 - 1.0  # MobileNet's 'tf' preprocessing
-  application(tf.constant(batch), training=True)
+  # unseeded tf_keras initializers draw their seeds from Python's `random`: seeded here for a
+  # reproducible backbone, and restored after, so that the process's later tests (whose model
+  # initializations draw from the same generator) see the state they would without this call
+  python_state, numpy_state = random.getstate(), np.random.get_state()
+  random.seed(0)
+  np.random.seed(0)
+  try:
+    application = tf_keras.applications.MobileNet(weights=None, include_top=False, alpha=0.25,
+                                                  input_shape=(None, None, 3))
+    for layer in application.layers:
+      if isinstance(layer, tf_keras.layers.BatchNormalization):
+        layer.momentum = 0.0  # the moving statistics become this batch's
+    batch = np.stack(images).astype(np.float32) / 127.5 - 1.0  # MobileNet's 'tf' preprocessing
+    application(tf.constant(batch), training=True)
+  finally:
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)
   application.save_weights(path)
   return path
 
