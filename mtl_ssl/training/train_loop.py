@@ -88,7 +88,7 @@ def enable_deterministic_ops(seed=None):
   """Bit-reproducible training: tf.config.experimental.enable_op_determinism() for the whole
   process; returns the seed to use (0 when None: random ops then need one). On CPUs this also
   makes tf.image.crop_and_resize's gradient to the feature map correct: its multi-threaded
-  kernel races and lost part of that gradient in about 1 call in 170 (up to 23% of its norm;
+  kernel races and lost part of that gradient in 9 of 1,400 calls (up to 23% of its norm;
   docs/reliability.md). On GPUs ops without a deterministic kernel raise, crop_and_resize's
   gradient among them."""
   tf.config.experimental.enable_op_determinism()
